@@ -1,0 +1,59 @@
+"""Exception hierarchy: every error a user can cause has its own type and an actionable message."""
+
+from __future__ import annotations
+
+
+class FoenetError(Exception):
+    """Base class of all foenet_ros errors (catch this in entry points)."""
+
+
+class ConfigError(FoenetError, ValueError):
+    """An invalid configuration value (preset, override, parameter)."""
+
+
+class CheckpointError(FoenetError):
+    """A checkpoint is missing, truncated, corrupt or does not match the model."""
+
+
+class ModelError(FoenetError):
+    """A model cannot be built (unknown backbone, missing offline weights...)."""
+
+
+class RasterError(FoenetError):
+    """A map raster is unreadable, not georeferenced, or has no valid pixels."""
+
+
+class CRSMismatchError(FoenetError):
+    """Two georeferenced inputs use incompatible coordinate reference systems."""
+
+
+class CameraError(FoenetError, ValueError):
+    """Invalid camera intrinsics or pose (NaN, negative focal length, horizon in view...)."""
+
+
+class ImageError(FoenetError, ValueError):
+    """An image of the wrong shape, dtype or encoding, or an undecodable buffer."""
+
+
+class IndexError_(FoenetError):
+    """Base for tile index problems (named with a trailing underscore to not shadow the builtin)."""
+
+
+class IndexMismatchError(IndexError_):
+    """The index was built with another model, input size or CRS than the one in use."""
+
+
+class IndexCorruptError(IndexError_):
+    """An index directory is incomplete, truncated or of an unknown format version."""
+
+
+class EmptyIndexError(IndexError_):
+    """An index (or a radius-gated search) contains no tiles."""
+
+
+class DatasetError(FoenetError):
+    """A dataset folder has an unknown layout, missing views or unreadable images."""
+
+
+class BagError(FoenetError):
+    """A rosbag is unreadable, truncated, or lacks the topics a command needs."""

@@ -1,0 +1,36 @@
+"""geo/: CRS + local metric frame, map rasters, camera geometry, rendering, tiling.
+
+Public API (see docs/ARCHITECTURE.md and docs/geo.md)::
+
+    from foenet_ros.geo import (GeoFrame, MapRaster, read_map, CameraIntrinsics, CameraPose,
+        ground_to_image_homography, image_to_ground, footprint, pose_from_homography,
+        render_view, TileSet, make_tiles, tile_scales_for_camera, synthetic_map)
+"""
+
+from .camera import (
+    CameraIntrinsics,
+    CameraPose,
+    distort_uv,
+    footprint,
+    ground_to_image_homography,
+    image_center_ground,
+    image_to_ground,
+    pose_from_homography,
+    project_points,
+)
+from .crs import WGS84, GeoFrame, utm_epsg_for_lonlat
+
+__all__ = [
+    "GeoFrame",
+    "WGS84",
+    "utm_epsg_for_lonlat",
+    "CameraIntrinsics",
+    "CameraPose",
+    "ground_to_image_homography",
+    "image_to_ground",
+    "image_center_ground",
+    "footprint",
+    "pose_from_homography",
+    "project_points",
+    "distort_uv",
+]

@@ -1,0 +1,384 @@
+"""``Localizer``: camera frame -> ``GeoEstimate`` (retrieval, geometric verification, pose, tracking).
+
+Per frame::
+
+    preprocess  validate, undistort (intrinsics + distortion), north-up square query(s), resize
+    encode      FOENet descriptor(s) of the query (4 rotations when the heading is unknown)
+    search      top tiles: gated near the track / prior when there is one, else the whole map
+    verify      SIFT/ORB + ratio test + RANSAC homography against a map crop around each candidate
+    pose        frame -> ground homography -> camera centre, altitude, heading (intrinsics), or the
+                image centre (no intrinsics); covariance from a bootstrap over the inliers
+    track       constant-velocity Kalman filter: gates outliers, bridges misses, detects loss
+
+Plain Python: no rclpy here (the node, the bag replay, the benchmarks and the tests drive it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import CameraError, EmptyIndexError
+from .config import LocalizerConfig
+from .estimate import Candidate, GeoEstimate, Prior
+from .preprocess import camera_for_frame, check_frame, retrieval_queries, undistort
+from .tracker import Tracker
+from .verify import FeatureMatcher, Features, homography_is_sane
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Fix:
+    """A verified candidate turned into a position (internal)."""
+
+    cand: Candidate
+    xy: np.ndarray  # [2] drone position, frame metres
+    cov: np.ndarray  # [2,2] m^2 (before ambiguity widening)
+    heading_deg: float
+    alt_m: float
+    info: dict
+    H_img_to_ground: np.ndarray
+    pts_frame: np.ndarray  # inliers in (undistorted) frame pixels
+    pts_ground: np.ndarray  # the same inliers on the ground, frame metres
+
+
+class Localizer:
+    """Absolute visual localisation of camera frames against a :class:`~foenet_ros.index.TileIndex`.
+
+    Args:
+        index: the tile index of the flight area.
+        encoder: the FOENet encoder that built the index (checked: :class:`IndexMismatchError` otherwise).
+        config: query-side settings.
+    """
+
+    def __init__(self, index, encoder, config: LocalizerConfig = LocalizerConfig()) -> None:
+        index.check_encoder(encoder)
+        self.index = index
+        self.encoder = encoder
+        self.config = config
+        self.map = index.map_raster()
+        self.matcher = FeatureMatcher(config.feature, config.max_features, config.ratio, config.ransac_px)
+        self.tracker = Tracker(config.accel_sigma, config.gate_chi2, config.max_misses, config.max_track_sigma_m)
+        self._last_t: float | None = None
+        self._last_heading = math.nan
+        self._last_alt = math.nan
+        self.last_debug: dict[str, Any] = {}
+
+    @classmethod
+    def from_paths(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str = "auto",
+                   config: LocalizerConfig = LocalizerConfig(), batch_size: int = 8) -> "Localizer":
+        """Load an index directory and a model checkpoint (default: the bundled default model)."""
+        from ..index import TileIndex
+        from ..model import Encoder, load_checkpoint, load_default_model
+
+        model = load_default_model() if model_path is None else load_checkpoint(model_path)
+        encoder = Encoder(model, device=device, batch_size=batch_size)
+        index = TileIndex.load(index_dir, expect_fingerprint=encoder.fingerprint)
+        return cls(index, encoder, config)
+
+    def reset(self) -> None:
+        """Forget the track (e.g. after a teleport or when a new flight starts)."""
+        self.tracker.reset()
+        self._last_t = None
+        self._last_heading = math.nan
+        self._last_alt = math.nan
+
+    # ------------------------------------------------------------------ main entry
+    def localize(self, frame: np.ndarray, camera=None, prior: Any = None, heading_deg: float | None = None,
+                 altitude_m: float | None = None, attitude: Sequence[float] | None = None,
+                 stamp: float | None = None) -> GeoEstimate:
+        """Localise one camera frame.
+
+        Args:
+            frame: [H,W,3] uint8 RGB (or [H,W] mono) camera image.
+            camera: :class:`~foenet_ros.geo.CameraIntrinsics` of the frame (rescaled if the frame was
+                resized uniformly); with it the drone's position (camera centre), altitude and
+                attitude come from the homography; without it the image centre is reported.
+            prior: a position hint: :class:`Prior`, ``(lat, lon[, sigma_m])`` or a GeoEstimate.
+            heading_deg: compass heading of the image-up direction, if known (e.g. from the
+                autopilot's yaw); the query is rotated north-up. Unknown: several rotations are tried.
+            altitude_m: height above the map's ground plane, metres (used for the camera centre
+                with ``attitude`` and reported as alt when no intrinsics are given).
+            attitude: ``(roll_deg, pitch_deg)`` of the camera (see :class:`~foenet_ros.geo.CameraPose`),
+                e.g. from the IMU and gimbal; fixes the tilt instead of estimating it from the image.
+            stamp: time in seconds (for the tracker); consecutive frames 1 s apart when omitted.
+
+        Raises:
+            ImageError: wrong dtype/shape. CameraError: invalid intrinsics or attitude.
+        """
+        cfg = self.config
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        rgb = check_frame(frame)
+        cam = camera_for_frame(camera, rgb.shape)
+        if attitude is not None:
+            attitude = tuple(float(a) for a in attitude)
+            if len(attitude) != 2 or not all(math.isfinite(a) for a in attitude):
+                raise CameraError(f"attitude must be (roll_deg, pitch_deg) finite numbers, got {attitude}")
+        if heading_deg is not None and not math.isfinite(float(heading_deg)):
+            heading_deg = None
+        if altitude_m is not None and not (math.isfinite(float(altitude_m)) and altitude_m > 0):
+            raise CameraError(f"altitude_m must be a positive number of metres, got {altitude_m}")
+        prior = Prior.coerce(prior)
+        t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
+        self._last_t = t
+
+        und, cam_und = undistort(rgb, cam)
+        queries = retrieval_queries(und, heading_deg, cfg.unknown_heading_rotations)
+        s_v = min(1.0, cfg.verify_max_side / max(und.shape[:2]))
+        small = cv2.resize(und, (round(und.shape[1] * s_v), round(und.shape[0] * s_v)), interpolation=cv2.INTER_AREA) \
+            if s_v < 1 else und
+        s_v = small.shape[1] / und.shape[1]
+        timings["preprocess"] = _ms(t0)
+
+        t1 = time.perf_counter()
+        descs = self.encoder.encode(queries, branch="drone")
+        timings["encode"] = _ms(t1)
+
+        # ---- search: near the prior / track when there is one, else the whole map
+        t2 = time.perf_counter()
+        self.tracker.predict(t)
+        near, radius, mode = None, None, "global"
+        if prior is not None:
+            near = self.index.frame.from_lonlat(prior.lon, prior.lat)
+            radius = max(cfg.gating_radius_m, cfg.gate_sigmas * prior.sigma_m)
+            mode = "prior"
+        elif self.tracker.healthy:
+            near = tuple(self.tracker.position)
+            radius = max(cfg.gating_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
+            mode = "track"
+        cands = self._search(descs, near, radius)
+        timings["search"] = _ms(t2)
+
+        # ---- verify
+        t3 = time.perf_counter()
+        feats = self.matcher.detect(small)
+        fixes = self._verify(cands, feats, small, s_v, cam_und, attitude, altitude_m)
+        extra_search = 0.0
+        if not fixes and mode != "global" and cfg.global_fallback:
+            seen = {c.tile_id for c in cands}
+            t2b = time.perf_counter()
+            extra = [c for c in self._search(descs, None, None) if c.tile_id not in seen]
+            extra_search = _ms(t2b)
+            timings["search"] += extra_search
+            fixes = self._verify(extra, feats, small, s_v, cam_und, attitude, altitude_m)
+            cands = cands + extra
+            mode += "+global"
+        timings["verify"] = _ms(t3) - extra_search
+        self.last_debug = {"frame_small": small, "s_v": s_v, "fixes": fixes, "mode": mode}
+
+        # ---- track + the answer
+        t4 = time.perf_counter()
+        est = self._decide(fixes, cands, t, mode, cam_und is not None)
+        timings["track"] = _ms(t4)
+        timings["total"] = _ms(t0)
+        est.timings_ms = timings
+        est.stamp = stamp
+        return est
+
+    # ------------------------------------------------------------------ retrieval
+    def _search(self, descs: np.ndarray, near, radius) -> list[Candidate]:
+        """Merge the per-rotation searches (best score per tile), de-duplicate places, keep top_k."""
+        cfg = self.config
+        best: dict[int, float] = {}
+        for d in descs:
+            try:
+                hits = self.index.search(d, cfg.search_k, near_xy=near, radius_m=radius)
+            except EmptyIndexError:
+                hits = []
+            for tid, score in hits:
+                if score > best.get(tid, -2.0):
+                    best[tid] = score
+        tiles = self.index.tiles
+        out: list[Candidate] = []
+        for tid, score in sorted(best.items(), key=lambda kv: -kv[1]):
+            c = tiles.centers_xy[tid]
+            size = float(tiles.size_m[tid])
+            if any(np.hypot(*(c - np.asarray(o.center_xy))) < cfg.dedup_frac * min(size, o.size_m) for o in out):
+                continue
+            out.append(Candidate(tid, score, (float(c[0]), float(c[1])), size))
+            if len(out) >= cfg.top_k:
+                break
+        return out
+
+    # ------------------------------------------------------------------ verification
+    def _verify(self, cands: list[Candidate], feats: Features, small: np.ndarray, s_v: float, cam,
+                attitude, altitude_m) -> list[_Fix]:
+        """Match the frame against a map crop around each candidate; return the verified fixes, best first."""
+        from ..geo.raster import crop_matrix
+
+        cfg = self.config
+        fixes: list[_Fix] = []
+        if len(feats) < cfg.min_inliers:
+            return fixes
+        hs, ws = small.shape[:2]
+        for cand in cands:
+            crop_m = cfg.crop_factor * cand.size_m
+            # match the crop's resolution to the frame's: the tile spans ~ the frame's shorter side
+            gsd = cand.size_m / min(hs, ws)
+            if cam is not None and altitude_m is not None:
+                gsd = altitude_m / (cam.fx * s_v)
+            gsd = max(gsd, self.map.gsd_m)
+            out_px = int(np.clip(round(crop_m / gsd), 64, 1600))
+            img, valid = self.map.crop(cand.center_xy, crop_m, out_px)
+            if valid.mean() < 0.2:
+                continue
+            mask = cv2.erode(valid.astype(np.uint8) * 255, np.ones((5, 5), np.uint8))
+            m = self.matcher.match(feats, self.matcher.detect(img, mask))
+            cand.matches = m.matches
+            if m.H is None or m.inliers < cfg.min_inliers:
+                cand.inliers = m.inliers
+                continue
+            # small-frame px -> crop px -> ground; the frame was scaled by s_v (pixel centres at integers)
+            A = np.linalg.inv(crop_matrix(cand.center_xy, crop_m, out_px))
+            S = np.array([[s_v, 0, 0.5 * s_v - 0.5], [0, s_v, 0.5 * s_v - 0.5], [0, 0, 1.0]])
+            pts_frame = (m.pts1.astype(np.float64) + 0.5) / s_v - 0.5
+            pts_ground = _apply_h(A, m.pts2.astype(np.float64))
+            H = A @ m.H @ S  # undistorted frame pixels -> ground metres
+            w, h = small.shape[1] / s_v, small.shape[0] / s_v
+            if not homography_is_sane(m.H @ S, int(w), int(h)):
+                cand.inliers = 0
+                continue
+            try:
+                fix = self._pose(cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, (w, h))
+            except CameraError as exc:
+                log.debug("candidate %d: pose failed: %s", cand.tile_id, exc)
+                cand.inliers = 0
+                continue
+            cand.inliers = m.inliers
+            cand.position_xy = (float(fix.xy[0]), float(fix.xy[1]))
+            fixes.append(fix)
+            if m.inliers >= cfg.strong_inliers:
+                break
+        fixes.sort(key=lambda f: -f.cand.inliers)
+        return fixes
+
+    def _position(self, H: np.ndarray, cam, attitude, altitude_m, wh) -> tuple[np.ndarray, float, float, dict]:
+        """Drone position [2], heading, altitude and diagnostics from an image->ground homography."""
+        from ..geo import CameraPose, pose_from_homography
+
+        w, h = wh
+        if cam is None:
+            c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+            g = _apply_h(H, np.array([c, c - [0, h / 4.0], c - [w / 2.0, 0], c + [w / 2.0, 0]]))
+            up = g[1] - g[0]
+            heading = math.degrees(math.atan2(up[0], up[1])) % 360.0
+            width = float(np.hypot(*(g[3] - g[2])))
+            alt = float(altitude_m) if altitude_m is not None else math.nan
+            return g[0], heading, alt, {"footprint_width_m": width, "position_of": "image_centre"}
+        pose, info = pose_from_homography(cam, H)
+        info = dict(info, position_of="camera_centre")
+        xy = np.array([pose.x, pose.y])
+        alt = pose.alt_m
+        if attitude is not None:
+            # IMU attitude fixes the tilt: walk back from where the principal ray hits the ground
+            roll, pitch = attitude
+            alt = float(altitude_m) if altitude_m is not None else pose.alt_m
+            d = CameraPose(0.0, 0.0, 1.0, pose.heading_deg, pitch, roll).R_world_from_cam[:, 2]
+            if d[2] >= -1e-3:
+                raise CameraError(f"attitude roll={roll}, pitch={pitch} puts the optical axis at or above the horizon")
+            g0 = np.array([info["center_ground_x"], info["center_ground_y"]])
+            xy = g0 - (alt / -d[2]) * d[:2]
+            info["attitude_from"] = "imu"
+        return xy, pose.heading_deg, alt, info
+
+    def _pose(self, cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, wh) -> _Fix:
+        """Position + covariance: the spread of bootstrap refits over the inliers, scaled and floored."""
+        cfg = self.config
+        xy, heading, alt, info = self._position(H, cam, attitude, altitude_m, wh)
+        origin = pts_ground.mean(axis=0)
+        rng = np.random.default_rng(len(pts_frame))
+        samples = []
+        T = np.array([[1, 0, origin[0]], [0, 1, origin[1]], [0, 0, 1.0]])
+        for _ in range(cfg.bootstrap):
+            idx = rng.integers(0, len(pts_frame), len(pts_frame))
+            Hb, _ = cv2.findHomography(pts_frame[idx], pts_ground[idx] - origin, 0)
+            if Hb is None:
+                continue
+            try:
+                samples.append(self._position(T @ Hb, cam, attitude, altitude_m, wh)[0])
+            except CameraError:
+                continue
+        if len(samples) >= 3:
+            cov = np.cov(np.asarray(samples).T) * cfg.sigma_scale**2
+        else:  # too few refits: a wide default from the footprint
+            cov = np.eye(2) * (0.1 * cand.size_m) ** 2
+        cov = cov + np.eye(2) * cfg.sigma_floor_m**2
+        if cam is None:
+            cov = cov + np.eye(2) * (cfg.no_intrinsics_sigma_frac * info["footprint_width_m"]) ** 2
+        resid = _apply_h(H, pts_frame) - pts_ground
+        info["ground_rms_m"] = float(np.sqrt(np.mean(np.sum(resid**2, axis=1))))
+        return _Fix(cand, xy, cov, heading, alt, info, H, pts_frame, pts_ground)
+
+    # ------------------------------------------------------------------ decision + tracking
+    def _decide(self, fixes: list[_Fix], cands: list[Candidate], t: float, mode: str, has_cam: bool) -> GeoEstimate:
+        cfg = self.config
+        frame = self.index.frame
+        pose_info: dict[str, Any] = {"search": mode}
+        if fixes:
+            best = fixes[0]
+            cov = best.cov.copy()
+            score = best.cand.inliers / (best.cand.inliers + 2.0 * cfg.min_inliers)
+            # another verified place far away with comparable evidence: an ambiguous fix
+            sigma0 = math.sqrt(np.linalg.eigvalsh(cov).max())
+            for other in fixes[1:]:
+                diff = other.xy - best.xy
+                if np.hypot(*diff) > 3 * sigma0 + 5.0 and other.cand.inliers >= cfg.ambiguity_frac * best.cand.inliers:
+                    cov = cov + np.outer(diff, diff)
+                    score *= 1.0 - other.cand.inliers / best.cand.inliers
+                    pose_info["ambiguous_with_tile"] = other.cand.tile_id
+            upd = self.tracker.update(best.xy, cov, t)
+            pose_info.update({k: v for k, v in best.info.items() if isinstance(v, (int, float, str))})
+            pose_info.update(tile_id=best.cand.tile_id, track_d2=upd.d2, track_restarted=upd.reinitialised)
+            if upd.accepted:
+                self._last_heading, self._last_alt = best.heading_deg, best.alt_m
+                return self._estimate("verified", best.xy, cov, best.heading_deg, best.alt_m, score,
+                                      best.cand.inliers, cands, pose_info)
+            pose_info["rejected_fix_xy"] = [float(best.xy[0]), float(best.xy[1])]
+        else:
+            self.tracker.miss(t)
+        if self.tracker.healthy:
+            pose_info["misses"] = self.tracker.misses
+            score = 0.5 * math.exp(-self.tracker.misses / max(cfg.max_misses, 1))
+            return self._estimate("tracked", self.tracker.position, self.tracker.cov_xy, self._last_heading,
+                                  self._last_alt, score, 0, cands, pose_info)
+        # no fix, no track: a coarse retrieval answer if the candidates agree on a place, else lost
+        if cands:
+            w = np.array([max(c.score, 0.0) for c in cands]) + 1e-6
+            centers = np.array([c.center_xy for c in cands])
+            mean = centers[0]
+            spread = (w[:, None] * (centers - mean) ** 2).sum(axis=0) / w.sum()
+            cov = np.diag(spread) + np.eye(2) * (0.5 * cands[0].size_m) ** 2
+            sigma = math.sqrt(np.linalg.eigvalsh(cov).max())
+            pose_info["retrieval_sigma_m"] = sigma
+            if sigma <= cfg.retrieval_max_sigma_m:
+                margin = cands[0].score - (cands[1].score if len(cands) > 1 else 0.0)
+                return self._estimate("retrieval", mean, cov, math.nan, math.nan, float(min(0.2, max(margin, 0.0))),
+                                      0, cands, pose_info)
+        return GeoEstimate(status="lost", candidates=cands, pose=pose_info)
+
+    def _estimate(self, status, xy, cov, heading, alt, score, inliers, cands, pose_info) -> GeoEstimate:
+        lon, lat = self.index.frame.to_lonlat(float(xy[0]), float(xy[1]))
+        sigma = math.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0))
+        vel = tuple(float(v) for v in self.tracker.velocity) if self.tracker.initialised and self.tracker.n_updates > 1 else None
+        return GeoEstimate(status=status, lat=lat, lon=lon, x=float(xy[0]), y=float(xy[1]), alt_m=float(alt),
+                           heading_deg=float(heading), cov_xy=np.asarray(cov, dtype=np.float64), sigma_m=sigma,
+                           velocity_xy=vel, score=float(score), inliers=int(inliers), candidates=cands, pose=pose_info)
+
+
+def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.column_stack([pts, np.ones(len(pts))]) @ H.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+

@@ -1,0 +1,111 @@
+"""Frame preprocessing: validation, undistortion, north-up rotation and the square retrieval query."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from ..errors import CameraError, ImageError
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """Return ``frame`` as [H,W,3] uint8 RGB (mono replicated, alpha dropped) or raise :class:`ImageError`."""
+    from ..model.encode import to_rgb_uint8
+
+    if not isinstance(frame, np.ndarray):
+        raise ImageError(f"frame must be a numpy uint8 image [H,W,3] RGB, got {type(frame).__name__}")
+    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
+        raise ImageError(f"frame must have 1, 3 or 4 channels (RGB), got shape {frame.shape}")
+    if frame.ndim in (2, 3) and min(frame.shape[:2]) < 32:
+        raise ImageError(f"frame of shape {frame.shape} is too small to localize (need at least 32x32 pixels)")
+    return to_rgb_uint8(frame)
+
+
+def camera_for_frame(camera, frame_shape: tuple[int, ...]):
+    """Validate ``camera`` (CameraIntrinsics) and rescale it to the frame's size if the frame was resized.
+
+    Raises:
+        CameraError: NaN/negative intrinsics, or a frame whose aspect differs from the calibration.
+    """
+    if camera is None:
+        return None
+    camera.validate()
+    h, w = frame_shape[:2]
+    if (camera.width, camera.height) == (w, h):
+        return camera
+    sx, sy = w / camera.width, h / camera.height
+    if abs(sx - sy) > 0.01 * max(sx, sy):
+        raise CameraError(
+            f"camera intrinsics are for {camera.width}x{camera.height} but the frame is {w}x{h} "
+            "(a different aspect ratio): pass the CameraInfo of this stream"
+        )
+    return camera.scaled(sx)
+
+
+@lru_cache(maxsize=4)
+def _undistort_maps(camera) -> tuple[np.ndarray, np.ndarray]:
+    return cv2.initUndistortRectifyMap(camera.K, camera.dist_array(), None, camera.K,
+                                       (camera.width, camera.height), cv2.CV_16SC2)
+
+
+def undistort(frame: np.ndarray, camera):
+    """Undistort ``frame`` keeping the camera matrix; return ``(image, intrinsics without distortion)``."""
+    from dataclasses import replace
+
+    if camera is None or not camera.has_distortion:
+        return frame, camera
+    m1, m2 = _undistort_maps(camera)
+    return cv2.remap(frame, m1, m2, cv2.INTER_LINEAR), replace(camera, dist=())
+
+
+def rotate_north_up(image: np.ndarray, heading_deg: float) -> np.ndarray:
+    """Rotate a frame whose image-up points to compass ``heading_deg`` so that north is up.
+
+    The canvas grows to hold the whole rotated frame (black corners). OpenCV's positive angle is
+    counter-clockwise; north appears ``heading`` degrees counter-clockwise from up, so the content
+    is turned clockwise by the heading.
+    """
+    h, w = image.shape[:2]
+    angle = -float(heading_deg)
+    M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
+    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    w2, h2 = int(math.ceil(w * c + h * s)), int(math.ceil(w * s + h * c))
+    M[0, 2] += (w2 - w) / 2.0
+    M[1, 2] += (h2 - h) / 2.0
+    return cv2.warpAffine(image, M, (w2, h2), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+def center_square(image: np.ndarray, side: int | None = None) -> np.ndarray:
+    """The central square of side ``side`` (default: the shorter image side)."""
+    h, w = image.shape[:2]
+    side = int(min(h, w) if side is None else min(side, h, w))
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return image[y0 : y0 + side, x0 : x0 + side]
+
+
+def retrieval_queries(frame: np.ndarray, heading_deg: float | None, rotations: int, max_side: int = 512) -> list[np.ndarray]:
+    """Square, (when possible) north-up query images for the encoder.
+
+    With a heading: one query, rotated north-up, cropped to the frame's shorter side.
+    Without: ``rotations`` queries (the central square turned by 360/n degrees each).
+    """
+    h, w = frame.shape[:2]
+    s = min(1.0, max_side / min(h, w))
+    small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else frame
+    side = min(small.shape[:2])
+    if heading_deg is not None and math.isfinite(heading_deg):
+        return [center_square(rotate_north_up(small, heading_deg), side)]
+    sq = center_square(small, side)
+    if rotations == 1:
+        return [sq]
+    out = []
+    for i in range(rotations):
+        ang = 360.0 * i / rotations
+        if abs(ang % 90) < 1e-9:
+            out.append(np.ascontiguousarray(np.rot90(sq, k=-int(round(ang / 90)) % 4)))
+        else:
+            out.append(center_square(rotate_north_up(sq, -ang), side))
+    return out
