@@ -16,9 +16,14 @@ from .camera import (
     image_center_ground,
     image_to_ground,
     pose_from_homography,
+    pose_from_opk,
     project_points,
 )
 from .crs import WGS84, GeoFrame, utm_epsg_for_lonlat
+from .raster import LatLonBounds, MapRaster, crop_matrix, read_bounds_sidecar, read_map, read_world_file
+from .render import render_view, view_gsd_m
+from .synthetic import synthetic_map
+from .tiles import TileSet, make_tiles, tile_scales_for_camera
 
 __all__ = [
     "GeoFrame",
@@ -31,6 +36,19 @@ __all__ = [
     "image_center_ground",
     "footprint",
     "pose_from_homography",
+    "pose_from_opk",
     "project_points",
     "distort_uv",
+    "MapRaster",
+    "read_map",
+    "read_bounds_sidecar",
+    "read_world_file",
+    "LatLonBounds",
+    "crop_matrix",
+    "synthetic_map",
+    "render_view",
+    "view_gsd_m",
+    "TileSet",
+    "make_tiles",
+    "tile_scales_for_camera",
 ]

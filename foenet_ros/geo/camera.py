@@ -221,9 +221,9 @@ class CameraPose:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "CameraPose":
-        return cls(**{k: float(d[k]) for k in ("x", "y", "alt_m") }, **{
-            k: float(d.get(k, 0.0)) for k in ("heading_deg", "pitch_deg", "roll_deg")
-        })
+        required = {k: float(d[k]) for k in ("x", "y", "alt_m")}
+        angles = {k: float(d.get(k, 0.0)) for k in ("heading_deg", "pitch_deg", "roll_deg")}
+        return cls(**required, **angles)
 
     @classmethod
     def from_rotation(cls, R_world_from_cam: np.ndarray, center_xyz: np.ndarray) -> "CameraPose":
@@ -446,3 +446,19 @@ def pose_from_homography(
     info["center_ground_x"], info["center_ground_y"] = float(origin[0]), float(origin[1])
     info["tilt_deg"] = pose.tilt_deg
     return pose, info
+
+
+def pose_from_opk(
+    x: float, y: float, z: float, omega_deg: float, phi_deg: float, kappa_deg: float, ground_z: float = 0.0
+) -> CameraPose:
+    """Convert a photogrammetric exterior orientation (omega, phi, kappa) into a :class:`CameraPose`.
+
+    The OPK convention (PATB / Pix4D / ODM / orthority): ``R = Rx(omega) @ Ry(phi) @ Rz(kappa)``
+    rotates camera vectors into the world (x east, y north, z up), with the camera frame
+    x right, y *up*, z *backwards*. OpenCV's camera frame is that one rotated by
+    ``diag(1, -1, -1)``. ``z`` is the camera height in the same vertical datum as ``ground_z``
+    (the flat ground's height), so ``alt_m = z - ground_z``.
+    """
+    R_opk = _rx(math.radians(omega_deg)) @ _ry(math.radians(phi_deg)) @ _rz(math.radians(kappa_deg))
+    pose = CameraPose.from_rotation(R_opk @ np.diag([1.0, -1.0, -1.0]), np.array([x, y, z - ground_z]))
+    return pose.validate()

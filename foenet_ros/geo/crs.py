@@ -127,6 +127,30 @@ class GeoFrame:
             self._from_ll = Transformer.from_crs(WGS84, self._crs, always_xy=True)
         return _apply(self._from_ll, lon, lat)
 
+    def true_north_azimuth_deg(self, x: ArrayLike, y: ArrayLike) -> ArrayLike:
+        """Grid azimuth of true north at frame points (degrees, clockwise from grid north).
+
+        UTM grid north and true north differ by the meridian convergence (0 on the zone's central
+        meridian, up to ~3 deg at its edges in mid latitudes). Our ``heading_deg`` values are
+        *true* compass headings; :class:`CameraPose` headings are in the frame's grid. Convert with
+        :meth:`grid_to_true_heading` / :meth:`true_to_grid_heading`.
+        """
+        lon, lat = self.to_lonlat(x, y)
+        dlat = 1e-5  # ~1 m
+        x2, y2 = self.from_lonlat(lon, np.asarray(lat) + dlat)
+        az = np.degrees(np.arctan2(np.asarray(x2) - np.asarray(x), np.asarray(y2) - np.asarray(y)))
+        return float(az) if np.ndim(az) == 0 else az
+
+    def grid_to_true_heading(self, heading_grid_deg: ArrayLike, x: ArrayLike, y: ArrayLike) -> ArrayLike:
+        """Heading clockwise from the frame's grid north -> heading clockwise from true north, [0, 360)."""
+        h = (np.asarray(heading_grid_deg) - self.true_north_azimuth_deg(x, y)) % 360.0
+        return float(h) if np.ndim(h) == 0 else h
+
+    def true_to_grid_heading(self, heading_true_deg: ArrayLike, x: ArrayLike, y: ArrayLike) -> ArrayLike:
+        """Heading clockwise from true north -> heading clockwise from the frame's grid north, [0, 360)."""
+        h = (np.asarray(heading_true_deg) + self.true_north_azimuth_deg(x, y)) % 360.0
+        return float(h) if np.ndim(h) == 0 else h
+
     def transformer_from(self, crs: Any) -> Transformer:
         """A ``Transformer`` from another CRS into this frame (``always_xy``)."""
         try:

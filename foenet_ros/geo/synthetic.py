@@ -137,6 +137,7 @@ class _Painter:
         self._river(canvas)
         self._roads(canvas)
         self._buildings(canvas)
+        self._clutter(canvas)
         self._trees(canvas)
         self._cars(canvas)
         # sensor-like finish: fine grain + slight blur (real orthophotos are never pixel-sharp)
@@ -177,8 +178,8 @@ class _Painter:
         stripes = amp[labels] * np.sin(phase)
         del phase, xx, yy
         broad = _fbm(rng, (h, w), [self.px(60), self.px(20), self.px(6)], [1.0, 0.6, 0.35])
-        fine = _fbm(rng, (h, w), [self.px(2.5), self.px(1.0)], [1.0, 0.7])
-        canvas = colours[labels] * (1.0 + 0.18 * broad + 0.08 * fine)[..., None]
+        fine = _fbm(rng, (h, w), [self.px(2.5), self.px(1.0), max(2.0, self.px(0.6))], [1.0, 0.7, 0.5])
+        canvas = colours[labels] * (1.0 + 0.18 * broad + 0.16 * fine)[..., None]
         canvas += stripes[..., None]
         # woodland: dark blobby canopy texture
         wood = (kind == 2)[labels]
@@ -385,6 +386,20 @@ class _Painter:
                 r = self.px(rng.uniform(0.8, 1.8))
                 cv2.rectangle(canvas, tuple(np.round(p - r).astype(int)), tuple(np.round(p + r).astype(int)), (235, 235, 235) if rng.random() < 0.5 else (60, 60, 60), -1)
         cv2.polylines(canvas, [ic], True, tuple(float(v) for v in colour * 0.45), 1)
+
+    def _clutter(self, canvas: np.ndarray) -> None:
+        """Shrubs, stones, bales and bare patches: small blobs that give open land some corners."""
+        rng = self.rng
+        n = int(self.w * self.h * self.gsd**2 / 25.0)
+        pts = rng.uniform([0, 0], [self.w, self.h], size=(n, 2))
+        xi, yi = pts[:, 0].astype(int), pts[:, 1].astype(int)
+        pts = pts[self.occupied[yi, xi] == 0]
+        radii = np.maximum(1, np.round(self.px(rng.uniform(0.3, 0.9, len(pts))))).astype(int)
+        tones = rng.choice([0.55, 0.7, 1.3, 1.5], len(pts))
+        for (x, y), r, t in zip(pts, radii, tones):
+            ix, iy = int(x), int(y)
+            col = canvas[iy, ix] * t
+            cv2.circle(canvas, (ix, iy), int(r), tuple(float(v) for v in np.clip(col, 0, 255)), -1)
 
     def _trees(self, canvas: np.ndarray) -> None:
         rng = self.rng
