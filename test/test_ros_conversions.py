@@ -313,3 +313,51 @@ def test_markers_cloud_diagnostics():
     st = diag.status[0]
     assert st.level == b"\x02" and st.message == "index missing"
     assert {kv.key: kv.value for kv in st.values} == {"dropped": "3", "rate_hz": "1.235"}
+
+
+# ---------------------------------------------------------------------------------------- mailbox / stats
+def test_mailbox_newest_wins_and_counts_drops():
+    import threading
+
+    from foenet_ros.ros.mailbox import LatestMailbox
+
+    box: LatestMailbox[int] = LatestMailbox()
+    assert box.take() is None and not box
+    assert box.put(1) is False and box.put(2) is True and box.put(3) is True
+    assert box.take() == 3 and box.take() is None
+    assert box.stats() == {"received": 3, "dropped": 2, "taken": 1}
+    # many producers, one consumer: every item is either taken or counted as dropped, never queued
+    taken = []
+    stop = threading.Event()
+
+    def consume():
+        while not stop.is_set() or box:
+            item = box.take()
+            if item is not None:
+                taken.append(item)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    producers = [threading.Thread(target=lambda k=k: [box.put(k * 1000 + i) for i in range(500)]) for k in range(4)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join()
+    stop.set()
+    t.join()
+    s = box.stats()
+    assert s["received"] == 2003 and s["received"] == s["dropped"] + s["taken"]
+
+
+def test_rate_and_latency_stats():
+    from foenet_ros.ros.stats import RateMeter, StageLatency
+
+    r = RateMeter(window_s=5.0)
+    for i in range(11):
+        r.tick(now=100.0 + 0.5 * i)
+    assert r.rate(now=105.0) == pytest.approx(2.0)
+    assert r.rate(now=200.0) == 0.0  # old events leave the window
+    lat = StageLatency(n=3)
+    for v in (10.0, 20.0, 30.0, 40.0):
+        lat.add({"total": v})
+    assert lat.summary() == {"latency_total_ms": 30.0, "latency_total_max_ms": 40.0}

@@ -460,7 +460,8 @@ def estimate_is_usable(est: Any, cfg: OutputConfig = OutputConfig()) -> bool:
 
 
 def _cov_xy(est: Any) -> np.ndarray:
-    cov = np.asarray(getattr(est, "cov_xy", None) if getattr(est, "cov_xy", None) is not None else np.full((2, 2), np.nan), float)
+    raw = getattr(est, "cov_xy", None)
+    cov = np.full((2, 2), np.nan) if raw is None else np.asarray(raw, float)
     if cov.shape != (2, 2) or not np.all(np.isfinite(cov)):
         sigma = float(getattr(est, "sigma_m", float("nan")))
         sigma = sigma if math.isfinite(sigma) else 1.0e3

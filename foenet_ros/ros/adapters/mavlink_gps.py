@@ -21,8 +21,10 @@ Field mapping (one message per estimate, at most ``rate_hz``):
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -188,12 +190,22 @@ class GpsInputSender:
             raise ConfigError(f"mavlink rate_hz must be > 0, got {cfg.rate_hz}")
         self.cfg = cfg
         if connection is None:
+            # GPS_INPUT's yaw is a MAVLink 2 extension field: ask pymavlink for the v2 dialect
+            # (ArduPilot and PX4 both speak MAVLink 2). pymavlink reads this process-wide setting.
+            os.environ.setdefault("MAVLINK20", "1")
             from pymavlink import mavutil
 
             connection = mavutil.mavlink_connection(
-                cfg.url, source_system=cfg.source_system, source_component=cfg.source_component, autoreconnect=True
-            )
+                cfg.url, source_system=cfg.source_system, source_component=cfg.source_component,
+                autoreconnect=True, dialect="common",
+            )  # fmt: skip
         self._conn = connection
+        # a MAVLink 1 dialect has no extension fields: send only what this dialect knows
+        send = connection.mav.gps_input_send
+        try:
+            self._known = set(inspect.signature(send).parameters)
+        except (TypeError, ValueError):
+            self._known = None
         self._last_sent = -math.inf
         self.sent = 0
         self.skipped = 0
@@ -206,6 +218,8 @@ class GpsInputSender:
             self.skipped += 1
             return False
         fields = gps_input_fields(est, stamp_unix_s, self.cfg, ground_altitude_m)
+        if self._known is not None and "kwargs" not in self._known:
+            fields = {k: v for k, v in fields.items() if k in self._known}
         self._conn.mav.gps_input_send(**fields)
         self._last_sent = now
         self.sent += 1

@@ -1,0 +1,260 @@
+"""The node's parameters: one table of specs (name, default, description, range/choices), and the
+validation that turns a ``{name: value}`` dict into frozen settings or a :class:`ConfigError` with
+the reason. Pure Python (no rclpy) so it is testable on its own; ``node.py`` turns the specs into
+``ParameterDescriptor``s and calls :func:`settings_from_values` at start and on every live change.
+
+``localizer.*`` parameters mirror every field of :class:`foenet_ros.localize.LocalizerConfig`
+(so a new knob there appears here without edits); ``config/foenet.yaml`` lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from foenet_ros.errors import ConfigError
+
+LOCALIZER_PREFIX = "localizer."
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter.
+
+    Attributes:
+        name: ROS parameter name (dots = YAML nesting).
+        default: default value; its Python type is the parameter type (bool/int/float/str).
+        description: shown by ``ros2 param describe``.
+        range: ``(min, max)`` inclusive for int/float parameters (enforced by rclpy too).
+        choices: allowed values for string parameters.
+        read_only: changeable only at start (topics, adapters).
+        allow_nan: a float that may be NaN ("unset").
+    """
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = False
+    allow_nan: bool = False
+
+
+NODE_PARAMS: tuple[ParamSpec, ...] = (
+    # --- what to localise against -------------------------------------------------------------
+    ParamSpec("index_dir", "", "Tile index directory (from `foenet build-index`); empty = not configured (ERROR in diagnostics)"),
+    ParamSpec("model_path", "", "FOENet checkpoint directory; empty = the bundled default model (must match the index)"),
+    ParamSpec("device", "auto", "Inference device: auto | cpu | cuda | cuda:N"),
+    ParamSpec("index_retry_s", 5.0, "Seconds between attempts to load a missing/mismatched index", (0.5, 3600.0)),
+    # --- inputs ----------------------------------------------------------------------------------
+    ParamSpec("image_topic", "camera/image_raw", "Camera image topic (relative names follow the namespace)", read_only=True),
+    ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on image_topic + '/compressed'",
+              choices=("raw", "compressed"), read_only=True),
+    ParamSpec("camera_info_topic", "camera/camera_info", "sensor_msgs/CameraInfo topic; empty = none (hfov_deg or no intrinsics)", read_only=True),
+    ParamSpec("use_cv_bridge", False, "Convert raw images with cv_bridge when it is importable (numpy otherwise)"),
+    ParamSpec("hfov_deg", 0.0, "Horizontal field of view used when no valid CameraInfo arrived (0 = none: the image centre is reported)", (0.0, 179.0)),
+    ParamSpec("heading_topic", "", "Optional heading source topic; empty = unknown heading (several rotations are searched)", read_only=True),
+    ParamSpec("heading_type", "imu", "imu: sensor_msgs/Imu orientation (ENU, REP-103/145); compass: std_msgs/Float64 compass degrees (e.g. /mavros/global_position/compass_hdg)",
+              choices=("imu", "compass"), read_only=True),
+    ParamSpec("heading_offset_deg", 0.0, "Image-up heading = source heading + this (camera mounting yaw), degrees", (-360.0, 360.0)),
+    ParamSpec("use_imu_attitude", False, "Pass the IMU roll/pitch as the camera attitude (only for a camera rigidly fixed nadir on the body)"),
+    ParamSpec("heading_timeout_s", 1.0, "A heading older than this is ignored", (0.0, 60.0)),
+    ParamSpec("altitude_topic", "", "Optional height above ground topic; empty = estimated from the image", read_only=True),
+    ParamSpec("altitude_type", "float64", "float64: std_msgs/Float64 metres (e.g. /mavros/global_position/rel_alt); range: sensor_msgs/Range",
+              choices=("float64", "range"), read_only=True),
+    ParamSpec("altitude_timeout_s", 1.0, "An altitude older than this is ignored", (0.0, 60.0)),
+    ParamSpec("gnss_topic", "", "Optional GNSS sensor_msgs/NavSatFix used as a search prior while healthy; empty = none", read_only=True),
+    ParamSpec("gnss_max_sigma_m", 30.0, "A GNSS fix is healthy when its 1-sigma horizontal error is at most this (m)", (0.1, 10000.0)),
+    ParamSpec("gnss_default_sigma_m", 10.0, "1-sigma assumed for a GNSS fix without covariance (m)", (0.1, 10000.0)),
+    ParamSpec("gnss_timeout_s", 2.0, "A GNSS fix older than this is not used", (0.0, 60.0)),
+    ParamSpec("max_rate_hz", 0.0, "Most frames localised per second (0 = as fast as inference allows); newer frames replace waiting ones", (0.0, 1000.0)),
+    # --- outputs ---------------------------------------------------------------------------------
+    ParamSpec("map_frame", "map", "Frame id of the ENU map frame (pose, odometry, path, markers, tiles)"),
+    ParamSpec("base_frame", "base_link", "Frame id of the vehicle (Odometry child frame, NavSatFix frame)"),
+    ParamSpec("map_origin_lat", math.nan, "Latitude (deg) of the map frame origin; NaN = the centre of the indexed map", (-90.0, 90.0), allow_nan=True),
+    ParamSpec("map_origin_lon", math.nan, "Longitude (deg) of the map frame origin; NaN = the centre of the indexed map", (-180.0, 180.0), allow_nan=True),
+    ParamSpec("ground_altitude_m", 0.0, "Ellipsoidal (WGS84) height of the map's ground plane, m; added to the height above ground in NavSatFix", (-1000.0, 9000.0)),
+    ParamSpec("geoid_separation_m", 0.0, "Ellipsoid minus mean-sea-level height (EGM96 N) at the map, m; for AMSL outputs (GPS_INPUT, PX4)", (-200.0, 200.0)),
+    ParamSpec("alt_sigma_m", 5.0, "1-sigma of the reported altitude, m", (0.01, 1000.0)),
+    ParamSpec("yaw_sigma_deg", 10.0, "1-sigma of the reported yaw, degrees", (0.01, 180.0)),
+    ParamSpec("publish_retrieval", True, "Publish coarse retrieval-only fixes (large covariance); false = only verified/tracked"),
+    ParamSpec("publish_lost", True, "Publish a STATUS_NO_FIX NavSatFix for frames without a position"),
+    ParamSpec("publish_odometry", True, "Publish ~/odometry (nav_msgs/Odometry)"),
+    ParamSpec("publish_path", True, "Publish ~/path (nav_msgs/Path)"),
+    ParamSpec("path_max_length", 2000, "Poses kept in ~/path", (1, 1000000)),
+    ParamSpec("publish_candidates", True, "Publish ~/candidates (MarkerArray of the top-k tiles)"),
+    ParamSpec("publish_map_tiles", True, "Publish ~/map_tiles (PointCloud2 of tile centres, transient-local, once per index)"),
+    ParamSpec("debug_image_max_side", 960, "Longer side of ~/debug_image in pixels (rendered only while subscribed)", (64, 4096)),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics", (0.05, 60.0), read_only=True),
+    # --- flight-stack adapters -------------------------------------------------------------------
+    ParamSpec("mavlink_url", "", "MAVLink GPS_INPUT output (pymavlink URL: udpout:HOST:PORT, /dev/ttyACM0,921600, ...); empty = off", read_only=True),
+    ParamSpec("mavlink_rate_hz", 5.0, "Most GPS_INPUT messages per second", (0.1, 50.0), read_only=True),
+    ParamSpec("mavlink_gps_id", 0, "GPS_INPUT gps_id (instance)", (0, 255), read_only=True),
+    ParamSpec("mavlink_satellites", 10, "satellites_visible reported with a fix (ArduPilot checks want >= 6)", (0, 255), read_only=True),
+    ParamSpec("mavlink_source_system", 1, "Our MAVLink system id", (1, 255), read_only=True),
+    ParamSpec("mavlink_source_component", 197, "Our MAVLink component id (197 = visual inertial odometry)", (1, 255), read_only=True),
+    ParamSpec("px4_aux_global_position", False, "Publish px4_msgs aux global position (needs px4_msgs; logs why when absent)", read_only=True),
+    ParamSpec("px4_topic", "/fmu/in/aux_global_position", "PX4 uXRCE-DDS topic of the aux global position", read_only=True),
+)
+
+
+def _localizer_specs() -> tuple[ParamSpec, ...]:
+    """One ``localizer.<field>`` spec per LocalizerConfig field, described from its docstring."""
+    from foenet_ros.localize.config import FEATURES, LocalizerConfig
+
+    doc = LocalizerConfig.__doc__ or ""
+    specs = []
+    for f in dataclasses.fields(LocalizerConfig):
+        default = f.default
+        if not isinstance(default, (bool, int, float, str)):
+            continue  # only scalar knobs become ROS parameters; the rest keep their defaults
+        desc = _field_doc(doc, f.name) or f"LocalizerConfig.{f.name}"
+        choices = tuple(FEATURES) if f.name == "feature" else None
+        rng: tuple[float, float] | None = None
+        if isinstance(default, bool):
+            pass
+        elif isinstance(default, int):
+            rng = (1, 100000)
+        elif isinstance(default, float):
+            rng = (0.0, 1.0e6) if f.name not in ("ratio", "dedup_frac", "ambiguity_frac") else (0.0, 1.0)
+        specs.append(ParamSpec(LOCALIZER_PREFIX + f.name, default, desc, rng, choices))
+    return tuple(specs)
+
+
+def _field_doc(doc: str, name: str) -> str:
+    for line in doc.splitlines():
+        s = line.strip()
+        if s.startswith(name + ":"):
+            return s[len(name) + 1 :].strip()
+    return ""
+
+
+def all_param_specs() -> tuple[ParamSpec, ...]:
+    """Node parameters followed by the ``localizer.*`` ones."""
+    return NODE_PARAMS + _localizer_specs()
+
+
+def default_values() -> dict[str, Any]:
+    return {p.name: p.default for p in all_param_specs()}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated parameter values (a snapshot; replaced whole on a live change)."""
+
+    values: dict[str, Any]
+    localizer: Any  # LocalizerConfig
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+
+_DEVICE_OK = ("auto", "cpu", "cuda")
+
+
+def settings_from_values(values: dict[str, Any]) -> NodeSettings:
+    """Validate a full ``{name: value}`` dict (node + localizer.*) into :class:`NodeSettings`.
+
+    Raises:
+        ConfigError: the first problem found, naming the parameter, the value and what is allowed.
+    """
+    specs = {p.name: p for p in all_param_specs()}
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown}; see config/foenet.yaml for the list")
+    vals = {**default_values(), **values}
+    for name, spec in specs.items():
+        v = vals[name]
+        want = type(spec.default)
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            v = vals[name] = float(v)
+        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+            raise ConfigError(f"parameter {name} must be a {want.__name__}, got {v!r}")
+        if want is float and math.isnan(v):
+            if not spec.allow_nan:
+                raise ConfigError(f"parameter {name} must be a number, got NaN")
+            continue
+        if spec.range is not None and want in (int, float) and not (spec.range[0] <= v <= spec.range[1]):
+            raise ConfigError(f"parameter {name} = {v} is out of range [{spec.range[0]}, {spec.range[1]}]")
+        if spec.choices is not None and v not in spec.choices:
+            raise ConfigError(f"parameter {name} = {v!r} must be one of {list(spec.choices)}")
+    dev = vals["device"]
+    if not (dev in _DEVICE_OK or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"parameter device = {dev!r} must be auto, cpu, cuda or cuda:N")
+    if math.isnan(vals["map_origin_lat"]) != math.isnan(vals["map_origin_lon"]):
+        raise ConfigError("map_origin_lat and map_origin_lon must be both set or both NaN (= map centre)")
+    for name in ("image_topic", "map_frame", "base_frame"):
+        if not vals[name].strip():
+            raise ConfigError(f"parameter {name} must not be empty")
+    from foenet_ros.localize.config import LocalizerConfig
+
+    loc_kwargs = {k[len(LOCALIZER_PREFIX) :]: v for k, v in vals.items() if k.startswith(LOCALIZER_PREFIX)}
+    try:
+        loc = LocalizerConfig(**loc_kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"localizer parameters rejected: {exc}") from exc
+    return NodeSettings(values=vals, localizer=loc)
+
+
+# --------------------------------------------------------------------------------------------
+# config/foenet.yaml is generated from the specs above (then free to be edited by hand):
+#   python -m foenet_ros.ros.params > config/foenet.yaml
+_SECTIONS = {
+    "index_dir": "What to localise against",
+    "image_topic": "Inputs (topic names are relative: they follow the node's namespace; remap in the launch file)",
+    "map_frame": "Outputs: frames, altitude, covariance, what to publish",
+    "mavlink_url": "Flight-stack adapters (optional; see docs/ros.md for ArduPilot/PX4/MAVROS recipes)",
+}
+
+
+def _yaml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return ".nan" if math.isnan(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    return '"%s"' % v
+
+
+def params_yaml() -> str:
+    """The text of ``config/foenet.yaml``: every parameter with its default and a comment."""
+    import textwrap
+
+    out = [
+        "# foenet_node parameters. Every parameter the node declares is listed here with its default.",
+        "# Load with: ros2 run foenet_ros foenet_node --ros-args --params-file config/foenet.yaml",
+        "# (or launch/foenet.launch.py params_file:=...). Floats must keep their decimal point (typed params).",
+        "# Ranges/choices are enforced at start and on live change (`ros2 param set` gets the reason back);",
+        "# parameters marked [start only] are read-only after start.",
+        "# Regenerate after adding a parameter: python -m foenet_ros.ros.params > config/foenet.yaml",
+        "/**/foenet_node:",
+        "  ros__parameters:",
+        "    # ROS built-in: take time from /clock (replay.launch.py sets it to true)",
+        "    use_sim_time: false",
+    ]
+    for p in NODE_PARAMS:
+        if p.name in _SECTIONS:
+            out += ["", "    # ---- " + _SECTIONS[p.name]]
+        extra = []
+        if p.range is not None and not isinstance(p.default, bool):
+            extra.append(f"range [{p.range[0]}, {p.range[1]}]" + (" or NaN" if p.allow_nan else ""))
+        if p.choices:
+            extra.append("one of " + " | ".join(p.choices))
+        if p.read_only:
+            extra.append("[start only]")
+        comment = p.description + (" (" + "; ".join(extra) + ")" if extra else "")
+        out += ["    # " + line for line in textwrap.wrap(comment, 96)]
+        out.append(f"    {p.name}: {_yaml_value(p.default)}")
+    out += ["", "    # ---- Localizer (foenet_ros.localize.LocalizerConfig); changing one restarts the track", "    localizer:"]
+    for p in _localizer_specs():
+        comment = p.description + (" (one of " + " | ".join(p.choices) + ")" if p.choices else "")
+        out += ["      # " + line for line in textwrap.wrap(comment, 94)]
+        out.append(f"      {p.name[len(LOCALIZER_PREFIX):]}: {_yaml_value(p.default)}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(params_yaml(), end="")
