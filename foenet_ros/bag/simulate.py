@@ -13,10 +13,11 @@ Topics (names in :class:`~foenet_ros.bag.topics.TopicConfig`, all configurable):
 ``/camera/camera_info``                 CameraInfo                    intrinsics + plumb_bob distortion
 ``/mavros/global_position/global``      NavSatFix                     ground truth lat/lon, alt above ground
 ``/ground_truth/pose``                  PoseStamped (frame ``map``)   x = easting, y = northing (map UTM frame)
-``/mavros/imu/data``                    Imu                           orientation (FLU body in ENU)
+``/mavros/imu/data``                    Imu                           orientation (FLU body in ENU), noisy
 ``/mavros/global_position/rel_alt``     Float64                       altitude above the ground, m
 =====================================  ===========================  ========================================
 
+The IMU carries a compass bias and noise (``SimConfig.imu_*``): like a real one it is no ground truth.
 The bag's metadata (``custom_data["foenet_sim"]``) records the map frame, camera, maps and
 seed, so the run can be reproduced and replayed without guessing.
 """
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 # rosbag2 timestamps start here (2024-01-01T00:00:00Z) so bags are reproducible byte for byte
 T0_NS = 1_704_067_200 * 1_000_000_000
+MAX_PLAUSIBLE_SPEED_MPS = 40.0  # faster than a survey multicopter/fixed-wing: warn
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class SimConfig:
     seed: int = 0
     topics: TopicConfig = field(default_factory=TopicConfig)
     camera_frame_id: str = "camera_optical"
+    # the IMU is not ground truth: a compass bias + noise on the heading, noise on roll/pitch (deg, 1 sigma)
+    imu_heading_bias_deg: float = 2.0
+    imu_heading_noise_deg: float = 1.0
+    imu_tilt_noise_deg: float = 0.3
 
 
 @dataclass
@@ -203,6 +209,12 @@ def simulate_flight(map_raster: Any, out: str | Path, cfg: SimConfig = SimConfig
         b = _valid_bounds(a)
         bounds = (max(bounds[0], b[0]), max(bounds[1], b[1]), min(bounds[2], b[2]), min(bounds[3], b[3]))
     states = plan_states(map_raster, camera, cfg, rng, bounds)
+    if len(states) > 1:
+        steps = [math.hypot(b.x - a.x, b.y - a.y) for a, b in zip(states, states[1:])]
+        speed = float(np.median(steps)) * cfg.rate_hz
+        if speed > MAX_PLAUSIBLE_SPEED_MPS:
+            log.warning("the frames imply a ground speed of %.0f m/s (frames %.0f m apart at %g Hz): a tracker will not "
+                        "believe it; lower --rate-hz or set --speed-mps", speed, float(np.median(steps)), cfg.rate_hz)
     topics = cfg.topics.with_compressed(cfg.compressed)
     degrade = _Degrader(cfg.effects, (camera.height, camera.width), rng)
     info = {
@@ -213,6 +225,7 @@ def simulate_flight(map_raster: Any, out: str | Path, cfg: SimConfig = SimConfig
     }
     valid_fracs: list[float] = []
     period_ns = int(round(1e9 / cfg.rate_hz))
+    imu_bias = float(rng.normal(0.0, cfg.imu_heading_bias_deg)) if cfg.imu_heading_bias_deg > 0 else 0.0
     with BagWriter(out, cfg.fmt, overwrite=overwrite, custom_data={"foenet_sim": json.dumps(info)}) as bag:
         # fixed topic order in the bag (readers list them in this order)
         for role, mtype in (("image", m.COMPRESSED_IMAGE if cfg.compressed else m.IMAGE), ("camera_info", m.CAMERA_INFO),
@@ -252,7 +265,11 @@ def simulate_flight(map_raster: Any, out: str | Path, cfg: SimConfig = SimConfig
             if topics.gt_pose:
                 bag.write(topics.gt_pose, ns, m.pose_stamped_msg(ns, st.x, st.y, st.alt_m, q, frame_id="map"))
             if topics.imu:
-                bag.write(topics.imu, ns, m.imu_msg(ns, st.heading_deg, st.pitch_deg, st.roll_deg))
+                h_imu = (st.heading_deg + imu_bias + rng.normal(0.0, cfg.imu_heading_noise_deg)) % 360.0
+                p_imu = st.pitch_deg + rng.normal(0.0, cfg.imu_tilt_noise_deg)
+                r_imu = st.roll_deg + rng.normal(0.0, cfg.imu_tilt_noise_deg)
+                sigma = math.hypot(cfg.imu_heading_bias_deg, cfg.imu_heading_noise_deg) or 0.5
+                bag.write(topics.imu, ns, m.imu_msg(ns, h_imu, p_imu, r_imu, sigma_deg=sigma))
             if topics.altitude:
                 bag.write(topics.altitude, ns, m.float64_msg(st.alt_m))
             prev = st

@@ -1,0 +1,422 @@
+"""Replay a bag through the Localizer: score it, plot it, and record the run as a bag for RViz/Foxglove.
+
+:func:`replay_bag` reads any bag (rosbag2 MCAP/sqlite3 or ROS 1) whose topics are given or
+auto-detected (:mod:`.topics`), feeds every camera frame to a
+:class:`~foenet_ros.localize.Localizer` together with what a drone provides (CameraInfo, IMU
+heading and attitude, altitude above ground), and writes into ``out_dir``:
+
+* ``metrics.json`` (:mod:`.metrics`; ``"ground_truth": false`` when the bag has none),
+* ``trajectory.png`` (:mod:`.plot`), ``estimates.jsonl`` (one GeoEstimate per line),
+* ``estimates/`` a rosbag2 (``estimates/estimates.mcap``, open it directly in Foxglove or
+  Lichtblick, or ``ros2 bag play estimates``): the input camera stream and CameraInfo, plus
+  ``/foenet/fix`` NavSatFix, ``/foenet/pose`` PoseWithCovarianceStamped, ``/foenet/path`` and
+  ``/ground_truth/path`` Path, ``/foenet/candidates`` MarkerArray (frame ``map``: ENU, origin
+  ``origin_xy`` of the UTM frame as the live node chooses it, recorded in the bag metadata and metrics.json).
+
+A bag that breaks half-way (corrupt chunk, undecodable message) raises :class:`BagError`
+*after* every output has been finalised over the frames processed so far (``"partial": true``
+in metrics.json), so nothing on disk is half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import BagError, FoenetError
+from ..utils import atomic_path, write_json_atomic
+from . import messages as m
+from .io import BagReader, BagWriter
+from .metrics import FrameRecord, compute_metrics, format_table
+from .plot import plot_trajectory
+from .topics import AUTO, TopicConfig, detect_topics
+
+log = logging.getLogger(__name__)
+
+OUT_TOPICS = {
+    "fix": "/foenet/fix",
+    "pose": "/foenet/pose",
+    "path": "/foenet/path",
+    "candidates": "/foenet/candidates",
+    "gt_path": "/ground_truth/path",
+}
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """How to replay a bag.
+
+    ``topics``: fields left ``None`` are auto-detected. ``realtime``: pace frames at the recorded
+    rate times ``rate`` (default: as fast as possible). ``use_*``: feed the Localizer the bag's
+    camera intrinsics / IMU heading / IMU roll+pitch / altitude (a frame is then localised with
+    the information a flight controller gives the node). ``every_n`` keeps every n-th frame;
+    ``max_frames`` stops early. ``origin_xy``: map-frame origin in the UTM frame for the output
+    bag (None = as the node: middle of the tile centres). ``path_max``: poses kept in the Path.
+    """
+
+    topics: TopicConfig = AUTO
+    realtime: bool = False
+    rate: float = 1.0
+    use_camera_info: bool = True
+    use_heading: bool = True
+    use_attitude: bool = True
+    use_altitude: bool = True
+    every_n: int = 1
+    max_frames: int | None = None
+    origin_xy: tuple[float, float] | None = None
+    write_bag: bool = True
+    copy_camera: bool = True
+    plot: bool = True
+    progress: bool = True
+    path_max: int = 1000
+    gt_max_gap_s: float = 1.0
+
+
+@dataclass
+class ReplayResult:
+    """What :func:`replay_bag` produced."""
+
+    metrics: dict[str, Any]
+    records: list[FrameRecord]
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    topics: TopicConfig | None = None
+
+    def table(self) -> str:
+        return format_table(self.metrics)
+
+
+class _GroundTruth:
+    """Time series of ground-truth positions (map frame) and headings, interpolated at frame stamps."""
+
+    def __init__(self, max_gap_s: float) -> None:
+        self.t: list[int] = []
+        self.xy: list[tuple[float, float]] = []
+        self.ht: list[int] = []
+        self.heading: list[float] = []
+        self.max_gap_ns = int(max_gap_s * 1e9)
+
+    def add_xy(self, ns: int, x: float, y: float) -> None:
+        if math.isfinite(x) and math.isfinite(y):
+            self.t.append(ns)
+            self.xy.append((x, y))
+
+    def add_heading(self, ns: int, heading: float) -> None:
+        self.ht.append(ns)
+        self.heading.append(heading)
+
+    def at(self, ns: int) -> tuple[float | None, float | None, float | None]:
+        x = y = h = None
+        if self.t:
+            t = np.asarray(self.t)
+            order = np.argsort(t, kind="stable")
+            t, xy = t[order], np.asarray(self.xy)[order]
+            i = int(np.searchsorted(t, ns))
+            lo, hi = max(i - 1, 0), min(i, len(t) - 1)
+            if t[hi] == ns:
+                x, y = xy[hi]
+            elif t[lo] <= ns <= t[hi] and t[hi] - t[lo] <= self.max_gap_ns:
+                w = (ns - t[lo]) / (t[hi] - t[lo])
+                x, y = (1 - w) * xy[lo] + w * xy[hi]
+            else:  # outside the GT span: nearest within half the allowed gap
+                j = lo if abs(int(t[lo]) - ns) <= abs(int(t[hi]) - ns) else hi
+                if abs(int(t[j]) - ns) <= self.max_gap_ns // 2:
+                    x, y = xy[j]
+        if self.ht:
+            t = np.asarray(self.ht)
+            j = int(np.argmin(np.abs(t - ns)))
+            if abs(int(t[j]) - ns) <= self.max_gap_ns // 2:
+                h = self.heading[j]
+        return (None if x is None else float(x)), (None if y is None else float(y)), h
+
+
+def _identity(localizer: Any) -> dict[str, Any]:
+    """Model and index identity for metrics.json (fingerprints, paths, sizes)."""
+    out: dict[str, Any] = {}
+    index = getattr(localizer, "index", None)
+    encoder = getattr(localizer, "encoder", None)
+    if index is not None:
+        manifest = getattr(index, "manifest", {}) or {}
+        out["index"] = {
+            "path": str(getattr(index, "path", "")),
+            "tiles": len(index) if hasattr(index, "__len__") else None,
+            "model_fingerprint": (manifest.get("model") or {}).get("fingerprint"),
+            "map": (manifest.get("map_copy") or {}).get("name") or manifest.get("maps"),
+            "frame_epsg": getattr(getattr(index, "frame", None), "epsg", None),
+        }
+    if encoder is not None:
+        model = getattr(encoder, "model", None)
+        cfg = getattr(model, "config", None)
+        out["model"] = {
+            "fingerprint": getattr(encoder, "fingerprint", None),
+            "preset": getattr(cfg, "name", None) or getattr(cfg, "preset", None),
+            "backbone": getattr(cfg, "backbone", None),
+            "input_size": getattr(encoder, "input_size", None),
+            "device": str(getattr(encoder, "device", "")),
+        }
+    return out
+
+
+def default_origin(index: Any) -> tuple[float, float]:
+    """The map-frame origin the live node uses by default: the middle of the tile centres' bounding box."""
+    c = np.asarray(index.tiles.centers_xy, dtype=np.float64)
+    ox, oy = (c.min(axis=0) + c.max(axis=0)) / 2.0
+    return float(ox), float(oy)
+
+
+def _quat_yaw(q: Any) -> tuple[float, float, float]:
+    return m.quaternion_to_attitude(float(q.x), float(q.y), float(q.z), float(q.w))
+
+
+class _OutputBag:
+    """Writes the replay's ``estimates`` bag (typestore messages, no rclpy)."""
+
+    def __init__(self, path: Path, origin_xy: tuple[float, float], custom: dict[str, str], path_max: int) -> None:
+        self.bag = BagWriter(path, "mcap", overwrite=True, custom_data=custom)
+        self.ox, self.oy = origin_xy
+        self.poses: list[Any] = []
+        self.gt_poses: list[Any] = []
+        self.path_max = path_max
+        for key, mtype in (("fix", m.NAVSATFIX), ("pose", m.POSE_COV_STAMPED), ("path", m.PATH),
+                           ("candidates", m.MARKER_ARRAY), ("gt_path", m.PATH)):
+            self.bag.add_topic(OUT_TOPICS[key], mtype)
+
+    def copy(self, topic: str, msgtype: str, ns: int, raw: bytes, msgdef: tuple[str, str] | None) -> None:
+        self.bag.write_raw(topic, msgtype, ns, raw, msgdef)
+
+    def estimate(self, ns: int, est: Any, polygons: Any = None) -> None:
+        ok = est.status != "lost" and math.isfinite(est.x) and math.isfinite(est.y)
+        alt = est.alt_m if math.isfinite(est.alt_m) else 0.0
+        cov = np.asarray(est.cov_xy, dtype=np.float64)
+        if not np.all(np.isfinite(cov)):
+            s = est.sigma_m if math.isfinite(est.sigma_m) else 1e3
+            cov = np.diag([s * s, s * s])
+        cov3 = np.zeros((3, 3))
+        cov3[:2, :2] = cov
+        cov3[2, 2] = 25.0
+        if ok:
+            self.bag.write(OUT_TOPICS["fix"], ns, m.navsatfix_msg(ns, est.lat, est.lon, alt, cov3, frame_id="base_link"))
+            heading = est.heading_deg if math.isfinite(est.heading_deg) else 0.0
+            q = m.attitude_to_quaternion(heading)
+            cov6 = np.zeros((6, 6))
+            cov6[:3, :3] = cov3
+            cov6[3, 3] = cov6[4, 4] = 1e6
+            cov6[5, 5] = math.radians(10.0) ** 2 if math.isfinite(est.heading_deg) else 1e6
+            x, y = est.x - self.ox, est.y - self.oy
+            self.bag.write(OUT_TOPICS["pose"], ns, m.pose_cov_stamped_msg(ns, x, y, alt, q, cov6))
+            self.poses = (self.poses + [m.pose_stamped_msg(ns, x, y, alt, q)])[-self.path_max:]
+            self.bag.write(OUT_TOPICS["path"], ns, m.path_msg(ns, self.poses))
+        else:
+            self.bag.write(OUT_TOPICS["fix"], ns, m.navsatfix_msg(ns, math.nan, math.nan, math.nan, None,
+                                                                  frame_id="base_link", status=-1))
+        M = m.typestore().types["visualization_msgs/msg/Marker"]
+        markers = []
+        for i, c in enumerate(est.candidates[:10]):
+            cx, cy = float(c.center_xy[0]) - self.ox, float(c.center_xy[1]) - self.oy
+            h = 0.5 * float(c.size_m)
+            ring = np.array([[cx - h, cy + h, 0], [cx + h, cy + h, 0], [cx + h, cy - h, 0], [cx - h, cy - h, 0],
+                             [cx - h, cy + h, 0]])
+            good = c.inliers > 0
+            markers.append(m.marker_msg(ns, "candidates", i, M.LINE_STRIP, ring,
+                                        (0.1, 0.8, 0.2, 1.0) if good else (0.9, 0.3, 0.1, 0.8),
+                                        scale=3.0 if i == 0 else 1.0, lifetime_s=1.0))
+        if markers:
+            self.bag.write(OUT_TOPICS["candidates"], ns, m.marker_array_msg(markers))
+
+    def ground_truth(self, ns: int, x: float, y: float, alt: float) -> None:
+        self.gt_poses = (self.gt_poses + [m.pose_stamped_msg(ns, x - self.ox, y - self.oy, alt, (0, 0, 0, 1))])[-self.path_max:]
+        self.bag.write(OUT_TOPICS["gt_path"], ns, m.path_msg(ns, self.gt_poses))
+
+    def close(self, success: bool) -> Path | None:
+        return self.bag.close(success=True)  # a partial run still leaves a valid, shorter bag
+
+
+def replay_bag(bag_path: str | Path, localizer: Any, out_dir: str | Path, cfg: ReplayConfig = ReplayConfig(),
+               on_frame: Callable[[int, Any], None] | None = None) -> ReplayResult:
+    """Run ``localizer`` over the camera frames of ``bag_path``; write metrics, plot and estimates bag into ``out_dir``.
+
+    ``localizer`` is a :class:`~foenet_ros.localize.Localizer` (anything with its ``localize``
+    signature and an ``index`` with ``frame`` works). ``on_frame(i, estimate)`` is called after
+    every frame. Raises BagError for unreadable bags and missing topics; see the module doc.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = localizer.index
+    frame = index.frame
+    with BagReader(bag_path) as reader:
+        topics = detect_topics(reader.topics, cfg.topics)
+        log.info("replay topics: %s", topics.as_dict())
+        sim = reader.sim_info() or {}
+        sim_frame = None
+        if sim.get("frame"):
+            from ..geo import GeoFrame
+
+            sim_frame = GeoFrame.from_json(sim["frame"])
+        counts = {t.name: t.count for t in reader.topics}
+        n_images = counts.get(topics.image or "", 0)
+        n_expected = (n_images + cfg.every_n - 1) // cfg.every_n
+        if cfg.max_frames:
+            n_expected = min(n_expected, cfg.max_frames)
+        map_raster = None
+        try:
+            map_raster = index.map_raster()
+        except (FoenetError, OSError) as exc:  # the plot just loses its background
+            log.warning("index map copy unavailable for the plot: %s", exc)
+        origin = cfg.origin_xy if cfg.origin_xy is not None else default_origin(index)
+        custom = {"foenet_replay": json.dumps({"bag": str(bag_path), "origin_xy": origin, "frame": frame.to_json(),
+                                               "topics": OUT_TOPICS})}
+        out_bag = _OutputBag(out_dir / "estimates", origin, custom, cfg.path_max) if cfg.write_bag else None
+        gt = _GroundTruth(cfg.gt_max_gap_s)
+        records: list[FrameRecord] = []
+        estimates_json: list[dict[str, Any]] = []
+        state: dict[str, Any] = {"camera": None, "heading": None, "attitude": None, "alt": None}
+        wanted = [t for t in topics.as_dict().values() if t]
+        msgdefs = {t: reader.connection_msgdef(t) for t in (topics.image, topics.camera_info) if t}
+        pending: tuple[int, Any, int] | None = None  # (receive ns, image msg, header ns)
+        n_seen = 0
+        error: BagError | None = None
+        t_start = time.perf_counter()
+        t_bag0: int | None = None
+        bar = tqdm(total=n_expected, desc="replay", unit="frame", disable=not cfg.progress)
+
+        def process(item: tuple[int, Any, int]) -> None:
+            ns, msg, stamp_ns = item
+            if cfg.realtime and t_bag0 is not None:
+                wait = (ns - t_bag0) / 1e9 / cfg.rate - (time.perf_counter() - t_start)
+                if wait > 0:
+                    time.sleep(wait)
+            heading = state["heading"] if cfg.use_heading else None
+            try:
+                img = m.image_from_msg(msg)
+                est = localizer.localize(
+                    img, camera=state["camera"] if cfg.use_camera_info else None, heading_deg=heading,
+                    altitude_m=state["alt"] if cfg.use_altitude else None,
+                    attitude=state["attitude"] if cfg.use_attitude else None, stamp=stamp_ns / 1e9,
+                )
+            except FoenetError as exc:  # a bad frame is a lost frame, as in the node
+                log.warning("frame at t=%.3f s: %s", stamp_ns / 1e9, exc)
+                from ..localize import GeoEstimate
+
+                est = GeoEstimate(status="lost", stamp=stamp_ns / 1e9, pose={"error": str(exc)})
+            ok = est.has_fix
+            records.append(FrameRecord(
+                stamp_ns=stamp_ns, status=est.status, x=est.x if ok else None, y=est.y if ok else None,
+                heading_deg=est.heading_deg if math.isfinite(est.heading_deg) else None,
+                sigma_m=est.sigma_m if math.isfinite(est.sigma_m) else None,
+                cov_xy=np.asarray(est.cov_xy) if np.all(np.isfinite(est.cov_xy)) else None,
+                score=est.score, inliers=est.inliers, timings_ms=dict(est.timings_ms),
+            ))
+            estimates_json.append(est.to_json() | {"stamp_ns": stamp_ns})
+            if out_bag is not None:
+                out_bag.estimate(ns, est)
+            if on_frame is not None:
+                on_frame(len(records) - 1, est)
+            bar.update(1)
+
+        try:
+            for bm in reader.messages(wanted):
+                if pending is not None and bm.ns > pending[0]:
+                    process(pending)
+                    pending = None
+                    if cfg.max_frames and len(records) >= cfg.max_frames:
+                        break
+                t, msg = bm.topic, bm.msg
+                if t == topics.image:
+                    n_seen += 1
+                    if t_bag0 is None:
+                        t_bag0 = bm.ns
+                    if (n_seen - 1) % cfg.every_n == 0:
+                        hdr = getattr(msg, "header", None)
+                        stamp = m.stamp_to_ns(hdr.stamp) if hdr is not None and hdr.stamp.sec > 0 else bm.ns
+                        pending = (bm.ns, msg, stamp)
+                    if out_bag is not None and cfg.copy_camera:
+                        out_bag.copy(t, bm.msgtype, bm.ns, bm.raw, msgdefs.get(t))
+                elif t == topics.camera_info:
+                    try:
+                        state["camera"] = m.intrinsics_from_camera_info(msg).validate()
+                    except FoenetError as exc:
+                        log.warning("ignoring CameraInfo: %s", exc)
+                        state["camera"] = None
+                    if out_bag is not None and cfg.copy_camera:
+                        out_bag.copy(t, bm.msgtype, bm.ns, bm.raw, msgdefs.get(t))
+                elif t == topics.imu:
+                    h, p, r = _quat_yaw(msg.orientation)
+                    if all(math.isfinite(v) for v in (h, p, r)) and not (msg.orientation.w == 0 and msg.orientation.x == 0
+                                                                          and msg.orientation.y == 0 and msg.orientation.z == 0):
+                        state["heading"], state["attitude"] = h, (r, p)
+                elif t == topics.altitude:
+                    a = float(msg.data)
+                    state["alt"] = a if math.isfinite(a) and a > 0 else None
+                elif t == topics.gt_fix:
+                    if int(msg.status.status) >= 0 and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
+                        x, y = frame.from_lonlat(float(msg.longitude), float(msg.latitude))
+                        gns = m.stamp_to_ns(msg.header.stamp) or bm.ns
+                        gt.add_xy(gns, float(x), float(y))
+                        if out_bag is not None:
+                            out_bag.ground_truth(bm.ns, float(x), float(y), float(msg.altitude) if math.isfinite(msg.altitude) else 0.0)
+                elif t == topics.gt_pose:
+                    pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+                    gns = m.stamp_to_ns(msg.header.stamp) or bm.ns
+                    gt.add_heading(gns, _quat_yaw(pose.orientation)[0])
+                    if topics.gt_fix is None and sim_frame is not None:
+                        # only our simulator's poses have a known frame (UTM easting/northing)
+                        lon, lat = sim_frame.to_lonlat(float(pose.position.x), float(pose.position.y))
+                        x, y = frame.from_lonlat(lon, lat)
+                        gt.add_xy(gns, float(x), float(y))
+            else:
+                if pending is not None:
+                    process(pending)
+        except BagError as exc:
+            error = exc
+            if pending is not None:  # the last good frame and its same-stamp messages were read
+                process(pending)
+        except BaseException:
+            bar.close()
+            if out_bag is not None:
+                out_bag.close(success=False)
+            raise
+        bar.close()
+        wall = time.perf_counter() - t_start
+    for r in records:
+        r.gt_x, r.gt_y, r.gt_heading_deg = gt.at(r.stamp_ns)
+    ident = _identity(localizer)
+    metrics = compute_metrics(records, wall_s=wall, bag=str(bag_path), topics=topics.as_dict(),
+                              inputs={"camera_info": bool(cfg.use_camera_info and topics.camera_info),
+                                      "heading": bool(cfg.use_heading and topics.imu),
+                                      "attitude": bool(cfg.use_attitude and topics.imu),
+                                      "altitude": bool(cfg.use_altitude and topics.altitude)},
+                              origin_xy=list(origin), **ident)
+    if error is not None:
+        metrics["partial"] = True
+        metrics["error"] = str(error)
+    files: dict[str, Path] = {}
+    if out_bag is not None:
+        p = out_bag.close(success=error is None)
+        if p is not None:
+            files["estimates_bag"] = p
+    with atomic_path(out_dir / "estimates.jsonl", suffix=".jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in estimates_json))
+    files["estimates_jsonl"] = out_dir / "estimates.jsonl"
+    if cfg.plot:
+        title = f"{Path(bag_path).name}: {len(records)} frames"
+        if metrics.get("ground_truth"):
+            e = metrics["horizontal_error_m"]
+            title += f", median error {e['median']:.1f} m" if e["median"] is not None else ""
+        else:
+            title += " (no ground truth)"
+        files["plot"] = plot_trajectory(records, out_dir / "trajectory.png", map_raster, title)
+    files["metrics"] = write_json_atomic(out_dir / "metrics.json", metrics)
+    result = ReplayResult(metrics, records, out_dir, files, topics)
+    if error is not None:
+        raise BagError(f"{error} (outputs over the {len(records)} frames before the error are in {out_dir})") from error
+    return result
+
