@@ -15,8 +15,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
 from ..errors import ConfigError, EmptyIndexError
@@ -35,9 +33,6 @@ from .manifest import (
 )
 
 log = logging.getLogger(__name__)
-
-MapInput = "str | os.PathLike | Sequence[str | os.PathLike] | MapRaster"
-
 
 def resolve_scales(config: IndexConfig) -> list[float]:
     """Tile side lengths (metres): the configured ones, or those the camera model implies."""
@@ -130,13 +125,14 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the index is meant to be shared
         index, params = faiss_store.make_index(
             descriptors, config.index_type, hnsw_m=config.hnsw_m, hnsw_ef_search=config.hnsw_ef_search,
             ivf_nlist=config.ivf_nlist, ivf_nprobe=config.ivf_nprobe)
         faiss_store.write(index, tmp / FAISS_FILE)
-        np.savez(tmp / TILES_FILE, centers_xy=tiles.centers_xy.astype(np.float64), size_m=tiles.size_m.astype(np.float64),
-                 scale_idx=tiles.scale_idx.astype(np.int32), polygons_xy=tiles.polygons_xy.astype(np.float64),
-                 valid_frac=tiles.valid_frac.astype(np.float32))
+        np.savez(tmp / TILES_FILE, **tiles.to_arrays())
         copy_meta = _write_map_copy(raster, tmp, config)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -231,7 +227,7 @@ def _write_map_copy(raster, out: Path, config: IndexConfig) -> dict:
     else:
         w2, h2 = w, h
         image, valid = raster.image[:, :, :3], raster.valid
-    transform = raster.transform * Affine.scale(w / w2, h / h2)
+    transform = raster.transform @ Affine.scale(w / w2, h / h2)
     profile = dict(driver="GTiff", width=w2, height=h2, count=3, dtype="uint8", crs=raster.frame.to_rasterio(),
                    transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="jpeg",
                    photometric="ycbcr", jpeg_quality=92)

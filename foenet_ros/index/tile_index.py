@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EmptyIndexError, IndexCorruptError, ImageError
+from ..errors import EmptyIndexError, ImageError, IndexCorruptError, RasterError
 from . import faiss_store
 from .manifest import (
     FAISS_FILE,
@@ -26,9 +26,6 @@ from .manifest import (
 )
 
 log = logging.getLogger(__name__)
-
-TILE_ARRAYS = ("centers_xy", "size_m", "scale_idx", "polygons_xy", "valid_frac")
-
 
 class TileIndex:
     """A tile index loaded from disk. Build one with :func:`foenet_ros.index.build_index`.
@@ -68,17 +65,16 @@ class TileIndex:
         index = faiss_store.read(path / FAISS_FILE, faiss_meta["type"], faiss_meta.get("params", {}))
         try:
             with np.load(path / TILES_FILE, allow_pickle=False) as z:
-                arrays = {k: np.asarray(z[k]) for k in TILE_ARRAYS}
-        except (OSError, ValueError, KeyError) as exc:
+                tiles = TileSet.from_arrays(z)
+        except (OSError, ValueError, KeyError, RasterError) as exc:
             raise IndexCorruptError(f"cannot read {path / TILES_FILE}: {exc}; {REBUILD_HINT}") from exc
         n = manifest["tiles"]["count"]
         dim = manifest["model"]["descriptor_dim"]
-        if index.ntotal != n or len(arrays["centers_xy"]) != n or index.d != dim:
+        if index.ntotal != n or len(tiles) != n or index.d != dim:
             raise IndexCorruptError(
                 f"index {path}: inconsistent sizes (faiss {index.ntotal} x {index.d}, tiles "
-                f"{len(arrays['centers_xy'])}, manifest {n} x {dim}); {REBUILD_HINT}"
+                f"{len(tiles)}, manifest {n} x {dim}); {REBUILD_HINT}"
             )
-        tiles = TileSet(**arrays)
         frame = GeoFrame.from_json(manifest["frame"])
         log.info("loaded index %s: %d tiles, dim %d, %s", path, n, dim, faiss_meta["type"])
         return cls(path, manifest, index, tiles, frame)

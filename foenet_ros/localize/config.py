@@ -25,8 +25,12 @@ class LocalizerConfig:
         max_features: keypoints per image.
         ratio: Lowe ratio test threshold.
         ransac_px: RANSAC reprojection threshold in verification-image pixels.
-        min_inliers: a candidate with fewer inliers is not verified.
+        min_inliers: a candidate with fewer homography inliers is not verified.
+        min_inliers_upright: with a known heading, a candidate whose homography fails may still be
+            verified by a north-up scale+translation model (3 DOF) with at least this many inliers
+            (cross-season / cross-sensor pairs); it reports the image centre, with a wider sigma.
         strong_inliers: stop verifying further candidates once one has this many inliers.
+        min_spread: inliers must spread over the frame (std >= this fraction of its width/height).
         verify_max_side: the frame is resized so its longer side is at most this for features.
         crop_factor: the map crop verified against a tile is this many times the tile size.
     Position / covariance:
@@ -38,6 +42,8 @@ class LocalizerConfig:
         ambiguity_frac: a second verified place with at least this share of the winner's inliers
             makes the fix ambiguous (covariance widened over both, score lowered).
         retrieval_max_sigma_m: a retrieval-only answer wider than this is reported as "lost".
+        retrieval_min_margin: ... and so is one whose best score exceeds the mean of the other
+            candidates' by less than this (no distinct place: e.g. a frame from off the map).
     Tracking / gating:
         gating_radius_m: minimum search radius around the track or a prior.
         gate_sigmas: search radius = max(gating_radius_m, gate_sigmas * track sigma).
@@ -59,7 +65,9 @@ class LocalizerConfig:
     ratio: float = 0.8
     ransac_px: float = 4.0
     min_inliers: int = 20
+    min_inliers_upright: int = 10
     strong_inliers: int = 80
+    min_spread: float = 0.1
     verify_max_side: int = 640
     crop_factor: float = 1.6
 
@@ -69,6 +77,7 @@ class LocalizerConfig:
     no_intrinsics_sigma_frac: float = 0.15
     ambiguity_frac: float = 0.6
     retrieval_max_sigma_m: float = 150.0
+    retrieval_min_margin: float = 0.05
 
     gating_radius_m: float = 150.0
     gate_sigmas: float = 4.0
@@ -82,7 +91,7 @@ class LocalizerConfig:
     def __post_init__(self) -> None:
         if self.feature not in FEATURES:
             raise ConfigError(f"feature must be one of {FEATURES}, got {self.feature!r}")
-        for name in ("top_k", "search_k", "unknown_heading_rotations", "max_features", "min_inliers",
+        for name in ("top_k", "search_k", "unknown_heading_rotations", "max_features", "min_inliers", "min_inliers_upright",
                      "strong_inliers", "verify_max_side", "max_misses"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -28,11 +28,23 @@ import numpy as np
 from ..errors import CameraError, EmptyIndexError
 from .config import LocalizerConfig
 from .estimate import Candidate, GeoEstimate, Prior
-from .preprocess import camera_for_frame, check_frame, retrieval_queries, undistort
+from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, undistort
 from .tracker import Tracker
-from .verify import FeatureMatcher, Features, homography_is_sane
+from .verify import FeatureMatcher, Features, distinct_count, homography_is_sane, ransac_scale_translation, well_spread
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _View:
+    """The frame as verification sees it (internal): features in ``T @ small`` pixels."""
+
+    feats: Features
+    T: np.ndarray  # [3,3] small-frame pixels -> feature-image pixels (identity or north-up rotation)
+    upright: bool
+    w: int  # small-frame size, pixels
+    h: int
+    s_v: float  # small = undistorted frame scaled by s_v
 
 
 @dataclass
@@ -48,6 +60,7 @@ class _Fix:
     H_img_to_ground: np.ndarray
     pts_frame: np.ndarray  # inliers in (undistorted) frame pixels
     pts_ground: np.ndarray  # the same inliers on the ground, frame metres
+    model: str = "homography"  # or "scale_translation" (weak, north-up only)
 
 
 class Localizer:
@@ -160,8 +173,17 @@ class Localizer:
 
         # ---- verify
         t3 = time.perf_counter()
-        feats = self.matcher.detect(small)
-        fixes = self._verify(cands, feats, small, s_v, cam_und, attitude, altitude_m)
+        # black borders (rotated/undistorted frames, rendered views off the map) carry no features
+        upright = heading_deg is not None and cfg.feature == "sift"
+        if upright:
+            # heading known: match north-up against north-up with upright descriptors
+            feat_img, T = rotate_north_up(small, heading_deg, return_matrix=True)
+        else:
+            feat_img, T = small, np.eye(3)
+        mask = cv2.erode((feat_img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+        feats = self.matcher.detect(feat_img, mask, upright=upright)
+        view = _View(feats, T, upright, small.shape[1], small.shape[0], s_v)
+        fixes = self._verify(cands, view, cam_und, attitude, altitude_m)
         extra_search = 0.0
         if not fixes and mode != "global" and cfg.global_fallback:
             seen = {c.tile_id for c in cands}
@@ -169,7 +191,7 @@ class Localizer:
             extra = [c for c in self._search(descs, None, None) if c.tile_id not in seen]
             extra_search = _ms(t2b)
             timings["search"] += extra_search
-            fixes = self._verify(extra, feats, small, s_v, cam_und, attitude, altitude_m)
+            fixes = self._verify(extra, view, cam_und, attitude, altitude_m)
             cands = cands + extra
             mode += "+global"
         timings["verify"] = _ms(t3) - extra_search
@@ -210,55 +232,72 @@ class Localizer:
         return out
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, cands: list[Candidate], feats: Features, small: np.ndarray, s_v: float, cam,
-                attitude, altitude_m) -> list[_Fix]:
+    def _verify(self, cands: list[Candidate], view: _View, cam, attitude, altitude_m) -> list[_Fix]:
         """Match the frame against a map crop around each candidate; return the verified fixes, best first."""
         from ..geo.raster import crop_matrix
 
         cfg = self.config
         fixes: list[_Fix] = []
-        if len(feats) < cfg.min_inliers:
+        if len(view.feats) < min(cfg.min_inliers, cfg.min_inliers_upright):
             return fixes
-        hs, ws = small.shape[:2]
+        s_v = view.s_v
+        S = np.array([[s_v, 0, 0.5 * s_v - 0.5], [0, s_v, 0.5 * s_v - 0.5], [0, 0, 1.0]])  # frame px -> small px
+        T_inv = np.linalg.inv(view.T)
+        S_inv = np.linalg.inv(S)
+        w, h = view.w / s_v, view.h / s_v  # undistorted frame size
         for cand in cands:
             crop_m = cfg.crop_factor * cand.size_m
-            # match the crop's resolution to the frame's: the tile spans ~ the frame's shorter side
-            gsd = cand.size_m / min(hs, ws)
+            # match the crop's resolution to the frame's: a tile spans about the frame's footprint
+            gsd = cand.size_m / math.sqrt(view.w * view.h)
             if cam is not None and altitude_m is not None:
                 gsd = altitude_m / (cam.fx * s_v)
             gsd = max(gsd, self.map.gsd_m)
-            out_px = int(np.clip(round(crop_m / gsd), 64, 1600))
+            out_px = int(np.clip(round(crop_m / gsd), 64, 1280))
             img, valid = self.map.crop(cand.center_xy, crop_m, out_px)
             if valid.mean() < 0.2:
                 continue
             mask = cv2.erode(valid.astype(np.uint8) * 255, np.ones((5, 5), np.uint8))
-            m = self.matcher.match(feats, self.matcher.detect(img, mask))
+            m = self.matcher.match(view.feats, self.matcher.detect(img, mask, upright=view.upright))
             cand.matches = m.matches
-            if m.H is None or m.inliers < cfg.min_inliers:
-                cand.inliers = m.inliers
+            model, H_feat = "homography", m.H
+            p_feat, p_crop = m.pts1, m.pts2
+            def evidence(pf, pc) -> int:
+                # distinct one-to-one matches spread over the frame (else 0)
+                pts = _apply_h(S_inv @ T_inv, pf.astype(np.float64))
+                return distinct_count(pf, pc) if well_spread(pts, w, h, cfg.min_spread) else 0
+
+            ok = (m.H is not None and m.inliers >= cfg.min_inliers
+                  and homography_is_sane(m.H @ view.T @ S, int(w), int(h))
+                  and evidence(m.pts1, m.pts2) >= cfg.min_inliers)
+            if not ok and view.upright and m.all1 is not None and len(m.all1) >= cfg.min_inliers_upright:
+                # few true matches (cross-season, cross-sensor): the 3-DOF north-up model
+                r = ransac_scale_translation(m.all1.astype(np.float64), m.all2.astype(np.float64), 1.5 * cfg.ransac_px)
+                if r is not None and evidence(m.all1[r[2]], m.all2[r[2]]) >= cfg.min_inliers_upright:
+                    sc, t, inl = r
+                    model, H_feat = "scale_translation", np.array([[sc, 0, t[0]], [0, sc, t[1]], [0, 0, 1.0]])
+                    p_feat, p_crop = m.all1[inl], m.all2[inl]
+                    ok = True
+            if not ok:
+                cand.inliers = 0 if m.H is None else min(m.inliers, cfg.min_inliers - 1)
                 continue
-            # small-frame px -> crop px -> ground; the frame was scaled by s_v (pixel centres at integers)
-            A = np.linalg.inv(crop_matrix(cand.center_xy, crop_m, out_px))
-            S = np.array([[s_v, 0, 0.5 * s_v - 0.5], [0, s_v, 0.5 * s_v - 0.5], [0, 0, 1.0]])
-            pts_frame = (m.pts1.astype(np.float64) + 0.5) / s_v - 0.5
-            pts_ground = _apply_h(A, m.pts2.astype(np.float64))
-            H = A @ m.H @ S  # undistorted frame pixels -> ground metres
-            w, h = small.shape[1] / s_v, small.shape[0] / s_v
-            if not homography_is_sane(m.H @ S, int(w), int(h)):
-                cand.inliers = 0
-                continue
+            A = np.linalg.inv(crop_matrix(cand.center_xy, crop_m, out_px))  # crop px -> ground
+            H = A @ H_feat @ view.T @ S  # undistorted frame pixels -> ground metres
+            pts_small = _apply_h(T_inv, p_feat.astype(np.float64))
+            pts_frame = (pts_small + 0.5) / s_v - 0.5
+            pts_ground = _apply_h(A, p_crop.astype(np.float64))
             try:
-                fix = self._pose(cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, (w, h))
+                fix = self._pose(cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, (w, h), model)
             except CameraError as exc:
                 log.debug("candidate %d: pose failed: %s", cand.tile_id, exc)
                 cand.inliers = 0
                 continue
-            cand.inliers = m.inliers
+            cand.inliers = len(pts_frame)
             cand.position_xy = (float(fix.xy[0]), float(fix.xy[1]))
             fixes.append(fix)
-            if m.inliers >= cfg.strong_inliers:
+            if model == "homography" and cand.inliers >= cfg.strong_inliers:
                 break
-        fixes.sort(key=lambda f: -f.cand.inliers)
+        # homography fixes first (full geometry), then by evidence
+        fixes.sort(key=lambda f: (f.model != "homography", -f.cand.inliers))
         return fixes
 
     def _position(self, H: np.ndarray, cam, attitude, altitude_m, wh) -> tuple[np.ndarray, float, float, dict]:
@@ -290,21 +329,29 @@ class Localizer:
             info["attitude_from"] = "imu"
         return xy, pose.heading_deg, alt, info
 
-    def _pose(self, cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, wh) -> _Fix:
-        """Position + covariance: the spread of bootstrap refits over the inliers, scaled and floored."""
+    def _pose(self, cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, wh, model="homography") -> _Fix:
+        """Position + covariance: the spread of bootstrap refits over the inliers, scaled and floored.
+
+        A scale+translation fix carries no tilt information: it reports the image centre (as
+        without intrinsics) with the corresponding extra uncertainty.
+        """
         cfg = self.config
-        xy, heading, alt, info = self._position(H, cam, attitude, altitude_m, wh)
+        cam_used = cam if model == "homography" else None
+        xy, heading, alt, info = self._position(H, cam_used, attitude, altitude_m, wh)
+        if model != "homography" and cam is not None and altitude_m is None:
+            alt = math.nan
+        info["model"] = model
         origin = pts_ground.mean(axis=0)
         rng = np.random.default_rng(len(pts_frame))
         samples = []
         T = np.array([[1, 0, origin[0]], [0, 1, origin[1]], [0, 0, 1.0]])
         for _ in range(cfg.bootstrap):
             idx = rng.integers(0, len(pts_frame), len(pts_frame))
-            Hb, _ = cv2.findHomography(pts_frame[idx], pts_ground[idx] - origin, 0)
+            Hb = _fit(pts_frame[idx], pts_ground[idx] - origin, model)
             if Hb is None:
                 continue
             try:
-                samples.append(self._position(T @ Hb, cam, attitude, altitude_m, wh)[0])
+                samples.append(self._position(T @ Hb, cam_used, attitude, altitude_m, wh)[0])
             except CameraError:
                 continue
         if len(samples) >= 3:
@@ -312,11 +359,11 @@ class Localizer:
         else:  # too few refits: a wide default from the footprint
             cov = np.eye(2) * (0.1 * cand.size_m) ** 2
         cov = cov + np.eye(2) * cfg.sigma_floor_m**2
-        if cam is None:
+        if cam_used is None:
             cov = cov + np.eye(2) * (cfg.no_intrinsics_sigma_frac * info["footprint_width_m"]) ** 2
         resid = _apply_h(H, pts_frame) - pts_ground
         info["ground_rms_m"] = float(np.sqrt(np.mean(np.sum(resid**2, axis=1))))
-        return _Fix(cand, xy, cov, heading, alt, info, H, pts_frame, pts_ground)
+        return _Fix(cand, xy, cov, heading, alt, info, H, pts_frame, pts_ground, model)
 
     # ------------------------------------------------------------------ decision + tracking
     def _decide(self, fixes: list[_Fix], cands: list[Candidate], t: float, mode: str, has_cam: bool) -> GeoEstimate:
@@ -359,19 +406,42 @@ class Localizer:
             cov = np.diag(spread) + np.eye(2) * (0.5 * cands[0].size_m) ** 2
             sigma = math.sqrt(np.linalg.eigvalsh(cov).max())
             pose_info["retrieval_sigma_m"] = sigma
-            if sigma <= cfg.retrieval_max_sigma_m:
-                margin = cands[0].score - (cands[1].score if len(cands) > 1 else 0.0)
+            # distinct: the best tile must stand out from the other candidates' scores
+            margin = cands[0].score - float(np.mean([c.score for c in cands[1:]])) if len(cands) > 1 else 0.0
+            pose_info["retrieval_margin"] = margin
+            if sigma <= cfg.retrieval_max_sigma_m and margin >= cfg.retrieval_min_margin:
                 return self._estimate("retrieval", mean, cov, math.nan, math.nan, float(min(0.2, max(margin, 0.0))),
                                       0, cands, pose_info)
         return GeoEstimate(status="lost", candidates=cands, pose=pose_info)
 
     def _estimate(self, status, xy, cov, heading, alt, score, inliers, cands, pose_info) -> GeoEstimate:
         lon, lat = self.index.frame.to_lonlat(float(xy[0]), float(xy[1]))
+        heading = float(heading) % 360.0 if math.isfinite(heading) else math.nan
+        if heading >= 359.995:  # -0.0 % 360 -> 360.0
+            heading = 0.0
         sigma = math.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0))
         vel = tuple(float(v) for v in self.tracker.velocity) if self.tracker.initialised and self.tracker.n_updates > 1 else None
         return GeoEstimate(status=status, lat=lat, lon=lon, x=float(xy[0]), y=float(xy[1]), alt_m=float(alt),
                            heading_deg=float(heading), cov_xy=np.asarray(cov, dtype=np.float64), sigma_m=sigma,
                            velocity_xy=vel, score=float(score), inliers=int(inliers), candidates=cands, pose=pose_info)
+
+
+def _fit(src: np.ndarray, dst: np.ndarray, model: str) -> np.ndarray | None:
+    """Least-squares refit of ``model`` (for the bootstrap): a homography or a scale+translation
+    composed with the fixed rotation already inside ``src`` -> ``dst`` (fitted as a similarity)."""
+    if model == "homography":
+        H, _ = cv2.findHomography(src, dst, 0)
+        return H
+    # closed-form least-squares similarity (complex numbers: dst = a * src + b, a = scale * e^{i angle})
+    z1 = src[:, 0] + 1j * src[:, 1]
+    z2 = dst[:, 0] + 1j * dst[:, 1]
+    z1c, z2c = z1 - z1.mean(), z2 - z2.mean()
+    den = float(np.sum(np.abs(z1c) ** 2))
+    if den < 1e-9:
+        return None
+    a = np.sum(np.conj(z1c) * z2c) / den
+    b = z2.mean() - a * z1.mean()
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
 
 
 def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ candidate tiles, and the inlier matches of the winning candidate."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,8 @@ def plot_estimate(localizer, est, out_png: str | Path, title: str = "", truth_xy
         ax.plot(*p, "cx", ms=12, mew=2, label="truth")
     ax.set_xlim(0, out_px)
     ax.set_ylim(out_px, 0)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"map {extent_m:.0f} m around the estimate (north up); sigma={est.sigma_m:.1f} m")
     ax.axis("off")
 
@@ -114,8 +116,15 @@ def plot_estimate(localizer, est, out_png: str | Path, title: str = "", truth_xy
     out_png = Path(out_png)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a plot is for everyone to open
     plt.close(fig)
     return out_png
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _resize(img: np.ndarray, s: float) -> np.ndarray:

@@ -61,12 +61,13 @@ def undistort(frame: np.ndarray, camera):
     return cv2.remap(frame, m1, m2, cv2.INTER_LINEAR), replace(camera, dist=())
 
 
-def rotate_north_up(image: np.ndarray, heading_deg: float) -> np.ndarray:
+def rotate_north_up(image: np.ndarray, heading_deg: float, return_matrix: bool = False):
     """Rotate a frame whose image-up points to compass ``heading_deg`` so that north is up.
 
     The canvas grows to hold the whole rotated frame (black corners). OpenCV's positive angle is
     counter-clockwise; north appears ``heading`` degrees counter-clockwise from up, so the content
-    is turned clockwise by the heading.
+    is turned clockwise by the heading. With ``return_matrix`` also the 3x3 pixel transform
+    (input pixels -> output pixels).
     """
     h, w = image.shape[:2]
     angle = -float(heading_deg)
@@ -75,7 +76,8 @@ def rotate_north_up(image: np.ndarray, heading_deg: float) -> np.ndarray:
     w2, h2 = int(math.ceil(w * c + h * s)), int(math.ceil(w * s + h * c))
     M[0, 2] += (w2 - w) / 2.0
     M[1, 2] += (h2 - h) / 2.0
-    return cv2.warpAffine(image, M, (w2, h2), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    out = cv2.warpAffine(image, M, (w2, h2), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    return (out, np.vstack([M, [0.0, 0.0, 1.0]])) if return_matrix else out
 
 
 def center_square(image: np.ndarray, side: int | None = None) -> np.ndarray:

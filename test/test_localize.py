@@ -1,0 +1,267 @@
+"""Localizer end to end: rendered perspective views of a map at known poses -> GeoEstimate.
+
+Floors (set from measurements with a margin, see docs/localize.md):
+synthetic town, 70 deg camera at 80-120 m, tilt <= 15 deg: every view verified within 0.3 m in
+measurement; the test requires >= 5 of 6 verified within 2 m, heading within 2 deg, altitude
+within 2 m and the error inside 2 sigma.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from foenet_ros.errors import CameraError, ImageError, IndexMismatchError
+from foenet_ros.geo import CameraIntrinsics, CameraPose, image_center_ground
+from foenet_ros.geo.render import render_view
+from foenet_ros.index import IndexConfig, TileIndex, build_index
+from foenet_ros.localize import Localizer, LocalizerConfig
+
+INTR = CameraIntrinsics.from_hfov(70.0, 640, 480)
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from foenet_ros.model import Encoder, load_default_model
+
+    return Encoder(load_default_model(), device="cpu", batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def town():
+    from foenet_ros.geo import synthetic_map
+
+    return synthetic_map(size_m=(420.0, 340.0), gsd_m=0.4, seed=7)
+
+
+@pytest.fixture(scope="session")
+def town_index(tmp_path_factory, town, encoder) -> TileIndex:
+    out = tmp_path_factory.mktemp("loc") / "town"
+    cfg = IndexConfig(hfov_deg=70.0, image_size=(640, 480), alt_range_m=(80.0, 120.0), max_tilt_deg=10.0)
+    build_index(town, encoder, out, cfg, progress=False)
+    idx = TileIndex.load(out)
+    assert 30 <= len(idx) <= 300
+    return idx
+
+
+@pytest.fixture()
+def loc(town_index, encoder) -> Localizer:
+    return Localizer(town_index, encoder, LocalizerConfig())
+
+
+def _poses(town, n, seed, tilt=(0.0, 15.0)):
+    rng = np.random.default_rng(seed)
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    return [CameraPose(float(rng.uniform(xmin + 90, xmax - 90)), float(rng.uniform(ymin + 90, ymax - 90)),
+                       float(rng.uniform(80, 120)), float(rng.uniform(0, 360)), float(rng.uniform(*tilt)),
+                       float(rng.uniform(-3, 3))) for _ in range(n)]
+
+
+def _herr(a, b):
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def test_rendered_views_are_verified_accurately(loc, town):
+    ok = 0
+    for k, pose in enumerate(_poses(town, 6, seed=3)):
+        img, _ = render_view(town, INTR, pose)
+        loc.reset()
+        # heading known for most frames (the autopilot's yaw), unknown for two (4 rotations searched)
+        est = loc.localize(img, camera=INTR, heading_deg=pose.heading_deg if k % 3 else None)
+        err = math.hypot(est.x - pose.x, est.y - pose.y) if est.has_fix else math.inf
+        if est.status == "verified" and err < 2.0:
+            ok += 1
+            assert _herr(est.heading_deg, pose.heading_deg) < 2.0
+            assert abs(est.alt_m - pose.alt_m) < 2.0
+            assert err <= 2 * est.sigma_m, (err, est.sigma_m)
+            assert est.inliers >= LocalizerConfig().min_inliers and 0 < est.score <= 1
+            assert set(est.timings_ms) == {"preprocess", "encode", "search", "verify", "track", "total"}
+            lon, lat = town.frame.to_lonlat(pose.x, pose.y)
+            assert abs(est.lat - lat) < 2e-5 and abs(est.lon - lon) < 3e-5
+    assert ok >= 5, f"only {ok}/6 views verified within 2 m"
+
+
+def test_reports_the_camera_centre_not_the_image_centre(loc, town):
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2 - 20, 100.0, heading_deg=30.0, pitch_deg=20.0)
+    img, _ = render_view(town, INTR, pose)
+    centre = image_center_ground(INTR, pose)
+    assert math.hypot(*(centre - [pose.x, pose.y])) > 30  # ~36 m apart at 20 deg
+    est = loc.localize(img, camera=INTR, heading_deg=30.0)
+    assert est.status == "verified"
+    assert math.hypot(est.x - pose.x, est.y - pose.y) < 2.0
+    # the IMU's attitude gives the same answer
+    loc.reset()
+    est2 = loc.localize(img, camera=INTR, attitude=(0.0, 20.0), altitude_m=100.0)
+    assert est2.status == "verified" and math.hypot(est2.x - pose.x, est2.y - pose.y) < 2.0
+    # without intrinsics: the image centre, with a correspondingly larger sigma
+    loc.reset()
+    est3 = loc.localize(img)
+    assert est3.status == "verified"
+    assert math.hypot(est3.x - centre[0], est3.y - centre[1]) < 3.0
+    assert est3.sigma_m > 3 * est.sigma_m and est3.sigma_m > 10
+    assert est3.pose["position_of"] == "image_centre"
+
+
+def test_tracker_bridges_a_failed_frame_and_gates_search(loc, town):
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    x0, y0 = xmin + 150, (ymin + ymax) / 2
+    statuses, errs = [], []
+    for i in range(4):
+        pose = CameraPose(x0 + 10.0 * i, y0, 100.0, heading_deg=90.0)
+        img, _ = render_view(town, INTR, pose)
+        if i == 2:
+            img = np.full_like(img, 128)  # a washed-out frame: nothing to match
+        est = loc.localize(img, camera=INTR, heading_deg=90.0, stamp=float(i))
+        statuses.append(est.status)
+        errs.append(math.hypot(est.x - pose.x, est.y - pose.y))
+        if i == 3:
+            assert est.pose["search"] == "track"  # gated around the track, not the whole map
+    assert statuses == ["verified", "verified", "tracked", "verified"]
+    assert errs[2] < 5.0  # the constant-velocity prediction bridged the blank frame
+    assert max(errs[0], errs[1], errs[3]) < 2.0
+    loc.reset()
+    assert not loc.tracker.initialised
+
+
+def test_prior_gates_the_search_and_a_wrong_prior_falls_back(loc, town):
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose(xmin + 130, ymin + 140, 100.0, heading_deg=300.0)
+    img, _ = render_view(town, INTR, pose)
+    lon, lat = town.frame.to_lonlat(pose.x + 30, pose.y - 20)
+    est = loc.localize(img, camera=INTR, heading_deg=300.0, prior=(lat, lon, 40.0))
+    assert est.pose["search"] == "prior" and est.status == "verified"
+    assert all(math.hypot(c.center_xy[0] - pose.x - 30, c.center_xy[1] - pose.y + 20) <= 160 + 1e-6
+               for c in est.candidates)
+    # a prior 5 km away (no tile near it): the whole map is searched instead
+    loc.reset()
+    lon, lat = town.frame.to_lonlat(pose.x + 5000, pose.y)
+    est = loc.localize(img, camera=INTR, heading_deg=300.0, prior=(lat, lon, 30.0))
+    assert est.pose["search"] == "prior+global" and est.status == "verified"
+    assert math.hypot(est.x - pose.x, est.y - pose.y) < 2.0
+
+
+def test_orb_features_work_too(town_index, encoder, town):
+    loc = Localizer(town_index, encoder, LocalizerConfig(feature="orb", top_k=3))
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2 + 20, (ymin + ymax) / 2, 95.0, heading_deg=130.0, pitch_deg=5.0)
+    img, _ = render_view(town, INTR, pose)
+    est = loc.localize(img, camera=INTR, heading_deg=130.0)
+    assert est.status == "verified" and math.hypot(est.x - pose.x, est.y - pose.y) < 2.0
+
+
+def test_a_place_not_on_the_map_is_not_a_confident_fix(loc, town):
+    from foenet_ros.geo import synthetic_map
+
+    elsewhere = synthetic_map(size_m=(300.0, 300.0), gsd_m=0.4, seed=123)
+    xmin, ymin, xmax, ymax = elsewhere.bounds_xy
+    for k in range(2):
+        pose = CameraPose((xmin + xmax) / 2 + 30 * k, (ymin + ymax) / 2, 100.0, heading_deg=10.0 + 50 * k)
+        img, _ = render_view(elsewhere, INTR, pose)
+        loc.reset()
+        est = loc.localize(img, camera=INTR)
+        assert est.status in ("lost", "retrieval"), est.status
+        assert not est.has_fix or est.sigma_m >= 50.0
+
+
+def test_bad_inputs_raise_specific_errors(loc, town):
+    img = np.zeros((480, 640, 3), np.uint8)
+    with pytest.raises(ImageError, match="uint8"):
+        loc.localize(img.astype(np.float32))
+    with pytest.raises(ImageError):
+        loc.localize(np.zeros((480, 640, 5), np.uint8))
+    with pytest.raises(ImageError):
+        loc.localize(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ImageError):
+        loc.localize([[1, 2], [3, 4]])
+    nan_cam = CameraIntrinsics(640, 480, float("nan"), 500.0, 320.0, 240.0)
+    with pytest.raises(CameraError, match="NaN"):
+        loc.localize(img, camera=nan_cam)
+    with pytest.raises(CameraError, match="positive"):
+        loc.localize(img, camera=CameraIntrinsics(640, 480, -500.0, 500.0, 320.0, 240.0))
+    with pytest.raises(CameraError, match="aspect"):
+        loc.localize(np.zeros((480, 480, 3), np.uint8), camera=INTR)
+    with pytest.raises(CameraError, match="altitude"):
+        loc.localize(img, altitude_m=-5.0)
+    with pytest.raises(CameraError, match="attitude"):
+        loc.localize(img, attitude=(float("nan"), 3.0))
+
+
+def test_index_of_another_model_is_refused(town_index):
+    from foenet_ros.model import Encoder, create_model
+
+    other = Encoder(create_model("foenet-mnv2", pretrained=False, dim=128), device="cpu")
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        Localizer(town_index, other)
+
+
+def test_localize_cli_json_and_plot(town_index, town, tmp_path, capsys):
+    import cv2
+
+    from foenet_ros.cli import main
+
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 100.0, heading_deg=0.0)
+    img, _ = render_view(town, INTR, pose)
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    yaml_path = tmp_path / "cam.yaml"
+    yaml_path.write_text(
+        "image_width: 640\nimage_height: 480\ncamera_name: test\n"
+        f"camera_matrix: {{rows: 3, cols: 3, data: [{INTR.fx}, 0, {INTR.cx}, 0, {INTR.fy}, {INTR.cy}, 0, 0, 1]}}\n"
+        "distortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n"
+    )
+    plot = tmp_path / "plot.png"
+    rc = main(["localize", "--index", str(town_index.path), str(path), "--camera-info", str(yaml_path),
+               "--plot", str(plot), "--device", "cpu"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("image", "lat", "lon", "heading_deg", "sigma_m", "status", "score"):
+        assert key in out
+    assert out["status"] == "verified"
+    lon, lat = town.frame.to_lonlat(pose.x, pose.y)
+    assert abs(out["lat"] - lat) < 2e-5 and abs(out["lon"] - lon) < 3e-5
+    assert plot.is_file() and plot.stat().st_size > 10_000
+    # CameraInfo message layout (width/height/k/d) and a broken file
+    from foenet_ros.commands.localize import read_camera_info
+
+    msg = tmp_path / "msg.yaml"
+    msg.write_text(f"width: 640\nheight: 480\nk: [{INTR.fx}, 0, {INTR.cx}, 0, {INTR.fy}, {INTR.cy}, 0, 0, 1]\n"
+                   "d: [0.1, -0.05, 0, 0, 0]\ndistortion_model: plumb_bob\n")
+    cam = read_camera_info(msg)
+    assert cam.width == 640 and cam.has_distortion and math.isclose(cam.fx, INTR.fx)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("width: 640\n")
+    with pytest.raises(CameraError, match="CameraInfo"):
+        read_camera_info(bad)
+
+
+@pytest.mark.shared
+def test_banepa_rendered_views(shared_data, encoder, tmp_path):
+    """Real orthomosaic: a 500 x 400 m part of Banepa at 0.4 m/px, 5 perspective views."""
+    from affine import Affine
+
+    from conftest import require_shared
+    from foenet_ros.geo import MapRaster, read_map
+
+    path = require_shared(shared_data, "oam_banepa/banepa_z19_0.15m.tif")
+    full = read_map([path], gsd_m=0.4)
+    r0, c0 = full.height // 2 - 500, full.width // 2 - 625
+    sub = MapRaster(image=full.image[r0 : r0 + 1000, c0 : c0 + 1250].copy(),
+                    valid=full.valid[r0 : r0 + 1000, c0 : c0 + 1250].copy(),
+                    transform=full.transform @ Affine.translation(c0, r0), frame=full.frame,
+                    gsd_m=full.gsd_m, name="banepa-part")
+    cfg = IndexConfig(hfov_deg=70.0, image_size=(640, 480), alt_range_m=(90.0, 130.0), max_tilt_deg=10.0)
+    build_index(sub, encoder, tmp_path / "banepa", cfg, progress=False)
+    loc = Localizer(TileIndex.load(tmp_path / "banepa"), encoder)
+    ok = 0
+    for pose in _poses(sub, 5, seed=1, tilt=(0.0, 12.0)):
+        img, _ = render_view(full, INTR, pose)
+        loc.reset()
+        est = loc.localize(img, camera=INTR)
+        if est.status == "verified" and math.hypot(est.x - pose.x, est.y - pose.y) < 5.0:
+            ok += 1
+    assert ok >= 4, f"only {ok}/5 Banepa views verified within 5 m"

@@ -1,0 +1,127 @@
+"""Tracker (constant-velocity Kalman filter with Mahalanobis gating) and GeoEstimate/config basics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from foenet_ros.errors import ConfigError
+from foenet_ros.localize import GeoEstimate, LocalizerConfig, Prior, Tracker
+
+
+def _fly(tracker: Tracker, n: int, v=(5.0, -2.0), noise=2.0, seed=0, t0=0.0):
+    rng = np.random.default_rng(seed)
+    R = np.eye(2) * noise**2
+    for i in range(n):
+        t = t0 + i
+        truth = np.array([100.0, 50.0]) + np.asarray(v) * t
+        tracker.update(truth + rng.normal(0, noise, 2), R, t)
+    return truth
+
+
+def test_constant_velocity_converges():
+    tr = Tracker(accel_sigma=0.5)
+    truth = _fly(tr, 30)
+    assert tr.healthy and tr.misses == 0
+    # velocity error within 3 sigma of the filter's own velocity covariance (and < 1 m/s)
+    err_v = tr.velocity - [5.0, -2.0]
+    sig_v = np.sqrt(np.diag(tr.P)[2:])
+    assert np.all(np.abs(err_v) < 3 * sig_v) and np.all(np.abs(err_v) < 1.0), (err_v, sig_v)
+    assert np.linalg.norm(tr.position - truth) < 2.5
+    # the filter is more certain than one fix
+    assert tr.sigma_m < 2.0
+
+
+def test_outlier_is_gated_and_counted_as_miss():
+    tr = Tracker(accel_sigma=0.5)
+    _fly(tr, 15)
+    pos_before = tr.position.copy()
+    res = tr.update(pos_before + [200.0, 0.0], np.eye(2) * 4.0, 15.0)
+    assert not res.accepted and res.d2 > tr.gate_chi2
+    assert tr.misses == 1
+    # the state only moved by prediction (5 m/s east for 1 s), not towards the outlier
+    assert np.linalg.norm(tr.position - pos_before - tr.velocity) < 1e-6
+    assert tr.position[0] < pos_before[0] + 10
+
+
+def test_bridges_misses_then_loses_track():
+    tr = Tracker(accel_sigma=0.5, max_misses=5)
+    _fly(tr, 20)
+    p0, v0 = tr.position, tr.velocity
+    for k in range(1, 6):
+        tr.miss(19.0 + k)
+        assert tr.healthy, f"lost after only {k} misses"
+    # prediction bridged 5 s at the estimated velocity
+    assert np.allclose(tr.position, p0 + 5 * v0, atol=1e-6)
+    sigma_bridged = tr.sigma_m
+    tr.miss(25.0)
+    assert not tr.healthy
+    assert sigma_bridged > 1.0
+    # the next fix restarts the track wherever it is
+    res = tr.update(np.array([5000.0, 5000.0]), np.eye(2), 26.0)
+    assert res.accepted and res.reinitialised and tr.healthy
+    assert np.allclose(tr.position, [5000.0, 5000.0])
+
+
+def test_two_consistent_rejected_fixes_restart_a_wrong_track():
+    tr = Tracker(accel_sigma=0.5)
+    _fly(tr, 10, v=(0.0, 0.0))
+    far = np.array([900.0, 900.0])
+    assert not tr.update(far, np.eye(2) * 4, 10.0).accepted
+    res = tr.update(far + [1.0, 0.5], np.eye(2) * 4, 11.0)
+    assert res.accepted and res.reinitialised
+    assert np.linalg.norm(tr.position - far) < 3
+
+
+def test_geoestimate_json_and_status_check():
+    est = GeoEstimate(status="verified", lat=27.6, lon=85.5, x=1.0, y=2.0, cov_xy=np.eye(2), sigma_m=1.0,
+                      timings_ms={"total": 3.0})
+    d = json.loads(json.dumps(est.to_json()))
+    assert d["status"] == "verified" and d["lat"] == 27.6 and d["cov_xy"] == [[1.0, 0.0], [0.0, 1.0]]
+    lost = GeoEstimate(status="lost")
+    d = json.loads(json.dumps(lost.to_json()))  # NaN/inf -> null, still valid JSON
+    assert d["lat"] is None and d["sigma_m"] is None and not lost.has_fix
+    with pytest.raises(ValueError):
+        GeoEstimate(status="great")
+
+
+def test_prior_coercion_and_config_validation():
+    assert Prior.coerce((27.6, 85.5)) == Prior(27.6, 85.5, 50.0)
+    assert Prior.coerce({"lat": 1, "lon": 2, "sigma_m": 5}).sigma_m == 5
+    with pytest.raises(ConfigError):
+        LocalizerConfig(feature="surf")
+    with pytest.raises(ConfigError):
+        LocalizerConfig(min_inliers=2)
+    with pytest.raises(ConfigError):
+        LocalizerConfig(top_k=10, search_k=5)
+    assert math.isclose(LocalizerConfig().replace(ratio=0.7).ratio, 0.7)
+
+
+def test_scale_translation_ransac_and_evidence_checks():
+    from foenet_ros.localize.verify import distinct_count, ransac_scale_translation, well_spread
+
+    rng = np.random.default_rng(0)
+    p1 = rng.uniform(0, 600, (40, 2))
+    p2 = 1.3 * p1 + [25.0, -40.0] + rng.normal(0, 0.5, p1.shape)
+    p2[:25] = rng.uniform(0, 800, (25, 2))  # 25 of 40 matches are outliers
+    s, t, inl = ransac_scale_translation(p1, p2, thr=3.0)
+    assert abs(s - 1.3) < 0.02 and np.allclose(t, [25, -40], atol=2.0)
+    assert inl[25:].all() and inl[:25].sum() <= 2
+    # everything matched onto one map point: a collapsed fit is refused
+    assert ransac_scale_translation(p1, np.tile([[100.0, 100.0]], (40, 1)), thr=3.0) is None
+    assert distinct_count(p1, np.tile([[100.0, 100.0]], (40, 1))) == 1
+    assert distinct_count(p1, p2) == 40
+    assert well_spread(p1, 600, 600) and not well_spread(p1 * 0.05, 600, 600)
+
+
+def test_localize_and_index_do_not_import_rclpy():
+    import subprocess
+    import sys
+
+    code = ("import sys, foenet_ros.localize, foenet_ros.index, foenet_ros.localize.plot; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosbags')]; print(bad); sys.exit(bool(bad))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
