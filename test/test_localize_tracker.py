@@ -125,3 +125,18 @@ def test_localize_and_index_do_not_import_rclpy():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosbags')]; print(bad); sys.exit(bool(bad))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_refused_fix_widens_the_coasted_covariance_to_reach_it():
+    # A track that refuses a strong fix 300 m away must not keep claiming metre-level certainty:
+    # the true position may be the refused fix (e.g. the drone flew faster than the motion model).
+    tr = Tracker(accel_sigma=0.5)
+    truth = _fly(tr, 15)
+    refused = truth + np.array([300.0, 0.0])
+    upd = tr.update(refused, np.eye(2) * 4.0, 15.0)
+    assert not upd.accepted
+    assert 2 * tr.sigma_m >= np.linalg.norm(refused - tr.position) * 0.99
+    # and the next consistent fix there is taken: the track follows the evidence
+    upd2 = tr.update(refused + np.array([5.0, -2.0]), np.eye(2) * 4.0, 16.0)
+    assert upd2.accepted
+    assert np.linalg.norm(tr.position - (refused + [5.0, -2.0])) < 20.0

@@ -136,6 +136,11 @@ class Tracker:
                     return TrackUpdate(True, d2, reinitialised=True)
             self._rejected = (z, R, float(t))
             self.misses += 1
+            # A verified fix the track refuses is still evidence that the track may be wrong: widen
+            # the position covariance so its 2-sigma ellipse reaches the refused fix. The coasted
+            # estimate stays honest, and the next consistent fix passes the (now wider) gate.
+            y = z - _H @ self.x
+            self.P[:2, :2] += 0.25 * np.outer(y, y)
             return TrackUpdate(False, d2)
         S = _H @ self.P @ _H.T + R
         K = self.P @ _H.T @ np.linalg.inv(S)
