@@ -444,3 +444,26 @@ def demo_map(name: str = "banepa", *, crop_frac: tuple[float, float] | None = (0
     from .geo import synthetic_map
 
     return DemoMap(None, "synthetic", True, "procedurally generated (geo.synthetic_map)", raster=synthetic_map())
+
+
+DEFAULT_INDEX_POINTER = "default_index.txt"
+
+
+def set_default_index(index_dir: Path) -> Path:
+    """Record ``index_dir`` as the default index (``<cache>/default_index.txt``); returns the pointer file."""
+    from .utils import atomic_path
+
+    pointer = cache_dir() / DEFAULT_INDEX_POINTER
+    with atomic_path(pointer) as tmp:
+        tmp.write_text(str(Path(index_dir).resolve()) + "\n")
+    return pointer
+
+
+def default_index() -> Path | None:
+    """The index recorded by :func:`set_default_index` (the last ``foenet demo``), if it still exists."""
+    pointer = cache_dir() / DEFAULT_INDEX_POINTER
+    try:
+        path = Path(pointer.read_text().strip())
+    except OSError:
+        return None
+    return path if path.is_dir() else None

@@ -113,6 +113,9 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
         build_index(raster, encoder, index_dir, icfg, overwrite=True, progress=cfg.progress)
         index = TileIndex.load(index_dir, expect_fingerprint=encoder.fingerprint)
     timings["index"] = time.perf_counter() - t
+    # the node's default index (index_dir:="") is the latest demo index: `foenet demo` then
+    # `foenet_node` localises against the bundled default map with no parameters at all
+    maps.set_default_index(index_dir)
 
     t = time.perf_counter()
     sim = SimConfig(n_frames=cfg.frames, rate_hz=cfg.rate_hz, width=cfg.image_size[0], height=cfg.image_size[1],

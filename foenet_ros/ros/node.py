@@ -349,10 +349,19 @@ class FoenetNode(Node):
         self._next_load = time.monotonic() + s["index_retry_s"]
         index_dir = s["index_dir"]
         if not index_dir:
-            self._localizer = None
-            self._index_error = "index_dir is empty: set it to an index built with `foenet build-index`"
-            self.get_logger().error(self._index_error, throttle_duration_sec=30.0)
-            return
+            from foenet_ros.maps import default_index
+
+            default = default_index()
+            if default is None:
+                self._localizer = None
+                self._index_error = (
+                    "index_dir is empty and no default index exists: set index_dir to an index built with "
+                    "`foenet build-index`, or run `foenet demo` once to build the default demo map's index"
+                )
+                self.get_logger().error(self._index_error, throttle_duration_sec=30.0)
+                return
+            index_dir = str(default)
+            self.get_logger().info(f"index_dir not set: using the default (demo) index {index_dir}", once=True)
         path = Path(index_dir).expanduser()
         try:
             if not path.is_dir():
