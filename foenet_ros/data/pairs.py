@@ -49,6 +49,9 @@ class ViewConfig:
         min_valid: smallest fraction of valid (real-data) pixels accepted in tile and view.
         p_cross_date: probability of taking view and tile from different dates when a place has several.
         p_aux_query: probability of rendering the view from the auxiliary band (NIR) when a place has one.
+        neg_radius_frac: another tile of the same place is a negative only when its centre is
+            farther than this fraction of the tile size (the sample's ``radius``). 0.5 matches
+            the evaluation's "true match = within half a tile".
         photometric: appearance changes applied to the view.
     """
 
@@ -62,6 +65,7 @@ class ViewConfig:
     min_valid: float = 0.9
     p_cross_date: float = 0.8
     p_aux_query: float = 0.15
+    neg_radius_frac: float = 1.0
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
 
 
@@ -119,9 +123,13 @@ def _rotation(heading_deg: float) -> np.ndarray:
 
 
 def render_pair(
-    unit: GroundUnit, rng: np.random.Generator, size_m: float, cfg: ViewConfig, max_tries: int = 20
+    unit: GroundUnit, rng: np.random.Generator, size_m: float, cfg: ViewConfig, max_tries: int = 20,
+    center_xy: np.ndarray | None = None,
 ) -> RenderedPair | None:
-    """Cut a tile and render a drone view of the same ground; ``None`` if no valid spot was found."""
+    """Cut a tile and render a drone view of the same ground; ``None`` if no valid spot was found.
+
+    ``center_xy`` fixes the tile centre (metres); otherwise it is drawn uniformly over the raster.
+    """
     from ..geo.raster import crop_matrix
 
     s = cfg.image_size
@@ -139,7 +147,10 @@ def render_pair(
         half = size_m / 2.0
         if xmax - xmin < size_m or ymax - ymin < size_m:
             return None
-        center = np.array([rng.uniform(xmin + half, xmax - half), rng.uniform(ymin + half, ymax - half)])
+        if center_xy is not None:
+            center = np.asarray(center_xy, dtype=np.float64)
+        else:
+            center = np.array([rng.uniform(xmin + half, xmax - half), rng.uniform(ymin + half, ymax - half)])
         tile, tvalid = ref_map.crop(center, size_m, s)
         if tvalid.mean() < cfg.min_valid:
             continue
@@ -162,7 +173,7 @@ def render_pair(
             view = np.repeat(view[:, :, None], 3, axis=2)
         view = photometric(np.ascontiguousarray(view[:, :, :3]), rng, cfg.photometric)
         tile = np.ascontiguousarray(tile[:, :, :3] if tile.ndim == 3 else np.repeat(tile[:, :, None], 3, axis=2))
-        sample = PairSample(query=view, ref=tile, group=-1, xy=center, radius=float(size_m))
+        sample = PairSample(query=view, ref=tile, group=-1, xy=center, radius=float(size_m * cfg.neg_radius_frac))
         return RenderedPair(
             sample=sample, center_xy=center, size_m=float(size_m),
             tile_from_xy=crop_matrix(center, size_m, s), view_from_xy=H, pose=pose, intrinsics=intr,
@@ -180,11 +191,18 @@ class RasterPairDataset(Dataset):
         cfg: rendering config.
         seed: base seed; sample ``i`` of epoch ``e`` depends only on ``(seed, e, i)``.
         group_offset: added to the place index to form ``group`` (unique across datasets).
+        place_block: consecutive indices ``[k*place_block, (k+1)*place_block)`` share one place,
+            so a batch aligned with the blocks holds *hard* negatives: other ground of the same
+            map (overlapping ones are masked by distance), as in retrieval over one map.
+        neighbours: inside a place block, groups of this many consecutive samples share one
+            ground unit and tile size, and all but the first are centred 0.5-1.0 tile away from the
+            first: the hardest negatives (half-overlapping neighbour tiles), which teach the
+            descriptor *where* inside a place a view is. 1 = independent positions.
     """
 
     def __init__(
         self, places: Sequence[Place], samples_per_epoch: int, cfg: ViewConfig = ViewConfig(),
-        seed: int = 0, group_offset: int = 0,
+        seed: int = 0, group_offset: int = 0, place_block: int = 1, neighbours: int = 1,
     ) -> None:
         if not places:
             raise DatasetError("RasterPairDataset needs at least one place")
@@ -194,6 +212,8 @@ class RasterPairDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.group_offset = int(group_offset)
+        self.place_block = max(1, int(place_block))
+        self.neighbours = max(1, int(neighbours))
         w = np.array([p.weight for p in self.places], dtype=np.float64)
         self._place_p = w / w.sum()
         self._unit_p = [p.unit_weights() for p in self.places]
@@ -208,6 +228,8 @@ class RasterPairDataset(Dataset):
         return {
             "type": "raster-pairs",
             "samples_per_epoch": self.samples_per_epoch,
+            "place_block": self.place_block,
+            "neighbours": self.neighbours,
             "places": [
                 {"name": p.name, "units": len(p.units), "dates": max(len(u.rasters) for u in p.units),
                  "aux_bands": any(u.aux for u in p.units), "tile_size_m": list(p.tile_size_m), "weight": p.weight}
@@ -219,8 +241,14 @@ class RasterPairDataset(Dataset):
     def generate(self, index: int) -> RenderedPair:
         """The pair of ``index`` with its geometry (deterministic)."""
         rng = sample_rng(self.seed, self.epoch, index)
-        for _ in range(50):
-            pi = int(rng.choice(len(self.places), p=self._place_p))
+        block_rng = sample_rng(self.seed + 7919, self.epoch, index // self.place_block) if self.place_block > 1 else rng
+        pi_block = int(block_rng.choice(len(self.places), p=self._place_p))
+        if self.neighbours > 1 and self.place_block > 1:
+            pair = self._neighbour(index, pi_block, rng)
+            if pair is not None:
+                return pair
+        for attempt in range(50):
+            pi = pi_block if attempt < 25 else int(rng.choice(len(self.places), p=self._place_p))
             place = self.places[pi]
             unit = place.units[int(rng.choice(len(place.units), p=self._unit_p[pi]))]
             size_m = rng.uniform(*place.tile_size_m)
@@ -232,6 +260,24 @@ class RasterPairDataset(Dataset):
             f"could not render a valid pair after 50 tries (places {[p.name for p in self.places]}): "
             f"tiles larger than the rasters or min_valid={self.cfg.min_valid} too strict"
         )
+
+    def _neighbour(self, index: int, pi: int, rng: np.random.Generator) -> RenderedPair | None:
+        """A sample of a neighbour group: the group's anchor tile, or one 0.5-1.0 tile away from it."""
+        place = self.places[pi]
+        crng = sample_rng(self.seed + 104729, self.epoch, index // self.neighbours)
+        unit = place.units[int(crng.choice(len(place.units), p=self._unit_p[pi]))]
+        size_m = crng.uniform(*place.tile_size_m)
+        anchor = render_pair(unit, crng, size_m, replace(self.cfg, p_aux_query=0.0), max_tries=10)
+        if anchor is None:
+            return None
+        center = anchor.center_xy
+        if index % self.neighbours:
+            ang = rng.uniform(0.0, 2.0 * math.pi)
+            center = center + rng.uniform(0.5, 1.0) * size_m * np.array([math.cos(ang), math.sin(ang)])
+        pair = render_pair(unit, rng, size_m, self.cfg, max_tries=5, center_xy=center)
+        if pair is not None:
+            pair.sample["group"] = self.group_offset + pi
+        return pair
 
     def __getitem__(self, index: int) -> PairSample:
         return self.generate(index).sample
@@ -304,11 +350,14 @@ class ChipPairDataset(Dataset):
 class MixedPairDataset(Dataset):
     """Several pair datasets drawn with fixed proportions; ``len`` = sum of the parts' lengths.
 
-    Index ``i`` maps to part ``k`` and local index by a seeded permutation, so batches mix sources.
+    Index ``i`` maps to part ``k`` and local index by a seeded permutation of blocks of ``block``
+    consecutive samples (``block=1``: batches mix sources; ``block=batch_size``: each batch comes
+    from one part, keeping :class:`RasterPairDataset`'s place blocks intact).
     """
 
-    def __init__(self, parts: Sequence[Dataset], seed: int = 0) -> None:
+    def __init__(self, parts: Sequence[Dataset], seed: int = 0, block: int = 1) -> None:
         self.parts = list(parts)
+        self.block = max(1, int(block))
         self.seed = int(seed)
         self.epoch = 0
         self._build()
@@ -317,7 +366,13 @@ class MixedPairDataset(Dataset):
         lens = [len(p) for p in self.parts]
         owner = np.concatenate([np.full(n, k) for k, n in enumerate(lens)])
         local = np.concatenate([np.arange(n) for n in lens])
-        perm = np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(owner))
+        # blocks never straddle two parts
+        block_id = np.concatenate([k * 10**9 + np.arange(n) // self.block for k, n in enumerate(lens)])
+        _, inverse = np.unique(block_id, return_inverse=True)
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(inverse.max() + 1)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        perm = np.lexsort((np.arange(len(owner)), rank[inverse]))
         self._owner, self._local = owner[perm], local[perm]
 
     def set_epoch(self, epoch: int) -> None:

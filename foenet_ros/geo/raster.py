@@ -68,7 +68,7 @@ class MapRaster:
     frame: GeoFrame
     gsd_m: float
     name: str = "map"
-    _pyramid: dict = field(default_factory=dict, repr=False, compare=False)
+    _pyramid: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # per-instance cache: replace() must not share it
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim not in (2, 3):
