@@ -134,11 +134,13 @@ def run_views(name: str, loc: Localizer, mp, intr, poses, *, heading_known: bool
             img = np.full_like(img, 200)
         if not sequence:
             loc.reset()
-        est = loc.localize(img, camera=intr, heading_deg=pose.heading_deg if heading_known else None,
+        # CameraPose headings are from the map's grid north; the Localizer takes and returns TRUE headings
+        true_heading = float(mp.frame.grid_to_true_heading(pose.heading_deg, pose.x, pose.y))
+        est = loc.localize(img, camera=intr, heading_deg=true_heading if heading_known else None,
                            stamp=float(i))
         gc = image_center_ground(intr, pose)
         rec = {
-            "i": i, "status": est.status, "truth": [pose.x, pose.y, pose.alt_m, pose.heading_deg, pose.pitch_deg],
+            "i": i, "status": est.status, "truth": [pose.x, pose.y, pose.alt_m, true_heading, pose.pitch_deg],
             "est": [est.x, est.y, est.alt_m, est.heading_deg],
             "err_m": math.hypot(est.x - pose.x, est.y - pose.y) if est.has_fix else None,
             "sigma_m": est.sigma_m if math.isfinite(est.sigma_m) else None,
@@ -147,7 +149,7 @@ def run_views(name: str, loc: Localizer, mp, intr, poses, *, heading_known: bool
             "valid_frac": float(valid.mean()), "blank": i in blank,
         }
         if est.has_fix and math.isfinite(est.heading_deg):
-            rec["heading_err_deg"] = abs((est.heading_deg - pose.heading_deg + 180) % 360 - 180)
+            rec["heading_err_deg"] = abs((est.heading_deg - true_heading + 180) % 360 - 180)
             rec["alt_err_m"] = est.alt_m - pose.alt_m if math.isfinite(est.alt_m) else None
         records.append(rec)
         log.info("%s %d: %s err=%s sigma=%.1f inl=%d rank=%d %.0f ms", name, i, est.status,

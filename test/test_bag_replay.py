@@ -78,7 +78,10 @@ def test_simulation_is_deterministic_and_ground_truth_matches_renderer(world, tm
         assert (pose.pose.position.x, pose.pose.position.y) == pytest.approx((st.x, st.y), abs=1e-6)
         assert msgs["/mavros/global_position/rel_alt"][i].data == pytest.approx(st.alt_m)
         h, p, r = m.quaternion_to_attitude(imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w)
-        assert (h, p, r) == pytest.approx((st.heading_deg, st.pitch_deg, st.roll_deg), abs=1e-6)
+        # the bag carries TRUE headings (compass); the renderer's state is grid-referenced
+        assert (h, p, r) == pytest.approx(
+            (frame.grid_to_true_heading(st.heading_deg, st.x, st.y), st.pitch_deg, st.roll_deg), abs=1e-6)
+        h = frame.true_to_grid_heading(h, x, y)
         cam = m.intrinsics_from_camera_info(msgs["/camera/camera_info"][i])
         assert cam.has_distortion
         # re-render from the bag's own ground truth: the frame must be exactly what the bag holds
@@ -196,7 +199,7 @@ class _OffsetLocalizer:
         s = self.by_stamp[round(stamp * 1000)]
         x, y = s.x + 6.0, s.y + 8.0
         lon, lat = self.frame.to_lonlat(x, y)
-        return GeoEstimate(status="verified", lat=lat, lon=lon, x=x, y=y, alt_m=s.alt_m, heading_deg=s.heading_deg + 3.0,
+        return GeoEstimate(status="verified", lat=lat, lon=lon, x=x, y=y, alt_m=s.alt_m, heading_deg=self.frame.grid_to_true_heading(s.heading_deg, s.x, s.y) + 3.0,
                            cov_xy=np.diag([16.0, 16.0]), sigma_m=4.0, timings_ms={"total": 1.0})
 
 

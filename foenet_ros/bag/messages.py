@@ -6,8 +6,9 @@ plain dataclasses that ``typestore.serialize_cdr`` turns into the exact bytes a 
 Conventions (see docs/ARCHITECTURE.md):
 
 * images cross this module as ``uint8`` RGB ``(H, W, 3)`` (or mono ``(H, W)``);
-* a compass heading (degrees clockwise from north, of the image's *up* direction) becomes an
-  ENU yaw ``radians(90 - heading)`` (REP-103) in orientations;
+* a compass heading (degrees clockwise from TRUE north, of the image's *up* direction) becomes an
+  ENU yaw ``radians(90 - heading)`` (REP-103, true-north ENU) in orientations; a heading from a
+  map's UTM grid north must be converted first (``GeoFrame.grid_to_true_heading``);
 * attitude quaternions describe a body frame FLU (x = image-up / forward, y = left, z = up) in
   ENU. The camera looks down the body's -z. ``CameraPose.pitch_deg`` (optical axis tilted
   forward, towards image-up) is a nose-*up* rotation of the strapdown body, i.e. a negative
@@ -213,7 +214,7 @@ def _quat_mul(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, flo
 
 
 def attitude_to_quaternion(heading_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> tuple[float, float, float, float]:
-    """ENU quaternion ``(x, y, z, w)`` of the FLU body for a compass heading and camera pitch/roll.
+    """ENU quaternion ``(x, y, z, w)`` of the FLU body for a true compass heading and camera pitch/roll.
 
     ``q = Rz(yaw) * Ry(pitch_rep103) * Rx(roll)`` with ``yaw = 90 - heading``, ``pitch_rep103 = -pitch_deg``.
     """

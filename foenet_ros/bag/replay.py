@@ -178,8 +178,15 @@ def _quat_yaw(q: Any) -> tuple[float, float, float]:
 class _OutputBag:
     """Writes the replay's ``estimates`` bag (typestore messages, no rclpy)."""
 
-    def __init__(self, path: Path, origin_xy: tuple[float, float], custom: dict[str, str], path_max: int) -> None:
+    def __init__(self, path: Path, origin_xy: tuple[float, float], custom: dict[str, str], path_max: int,
+                 frame: Any = None) -> None:
+        # The same `map` frame the node publishes: a true-north ENU tangent plane at the origin
+        # (the conversion is pure numpy/pyproj; nothing of rclpy is imported).
+        from ..ros.conversions import OutputConfig, map_jacobian, map_xy
+
         self.bag = BagWriter(path, "mcap", overwrite=True, custom_data=custom)
+        self._out = OutputConfig(origin_xy=tuple(origin_xy), frame=frame)
+        self._map_xy, self._map_jac = map_xy, map_jacobian
         self.ox, self.oy = origin_xy
         self.poses: list[Any] = []
         self.gt_poses: list[Any] = []
@@ -209,7 +216,9 @@ class _OutputBag:
             cov6[:3, :3] = cov3
             cov6[3, 3] = cov6[4, 4] = 1e6
             cov6[5, 5] = math.radians(10.0) ** 2 if math.isfinite(est.heading_deg) else 1e6
-            x, y = est.x - self.ox, est.y - self.oy
+            x, y = (float(v) for v in self._map_xy(self._out, est.x, est.y))
+            J = self._map_jac(self._out, est.x, est.y)
+            cov6[:2, :2] = J @ cov @ J.T  # grid (UTM) covariance rotated into the map frame
             self.bag.write(OUT_TOPICS["pose"], ns, m.pose_cov_stamped_msg(ns, x, y, alt, q, cov6))
             self.poses = (self.poses + [m.pose_stamped_msg(ns, x, y, alt, q)])[-self.path_max:]
             self.bag.write(OUT_TOPICS["path"], ns, m.path_msg(ns, self.poses))
@@ -219,10 +228,12 @@ class _OutputBag:
         M = m.typestore().types["visualization_msgs/msg/Marker"]
         markers = []
         for i, c in enumerate(est.candidates[:10]):
-            cx, cy = float(c.center_xy[0]) - self.ox, float(c.center_xy[1]) - self.oy
+            cx, cy = float(c.center_xy[0]), float(c.center_xy[1])
             h = 0.5 * float(c.size_m)
-            ring = np.array([[cx - h, cy + h, 0], [cx + h, cy + h, 0], [cx + h, cy - h, 0], [cx - h, cy - h, 0],
-                             [cx - h, cy + h, 0]])
+            gx = np.array([cx - h, cx + h, cx + h, cx - h, cx - h])
+            gy = np.array([cy + h, cy + h, cy - h, cy - h, cy + h])
+            ex, ey = self._map_xy(self._out, gx, gy)
+            ring = np.stack([ex, ey, np.zeros(5)], axis=1)
             good = c.inliers > 0
             markers.append(m.marker_msg(ns, "candidates", i, M.LINE_STRIP, ring,
                                         (0.1, 0.8, 0.2, 1.0) if good else (0.9, 0.3, 0.1, 0.8),
@@ -231,7 +242,8 @@ class _OutputBag:
             self.bag.write(OUT_TOPICS["candidates"], ns, m.marker_array_msg(markers))
 
     def ground_truth(self, ns: int, x: float, y: float, alt: float) -> None:
-        self.gt_poses = (self.gt_poses + [m.pose_stamped_msg(ns, x - self.ox, y - self.oy, alt, (0, 0, 0, 1))])[-self.path_max:]
+        ex, ey = (float(v) for v in self._map_xy(self._out, x, y))
+        self.gt_poses = (self.gt_poses + [m.pose_stamped_msg(ns, ex, ey, alt, (0, 0, 0, 1))])[-self.path_max:]
         self.bag.write(OUT_TOPICS["gt_path"], ns, m.path_msg(ns, self.gt_poses))
 
     def close(self, success: bool) -> Path | None:
@@ -274,7 +286,7 @@ def replay_bag(bag_path: str | Path, localizer: Any, out_dir: str | Path, cfg: R
         origin = cfg.origin_xy if cfg.origin_xy is not None else default_origin(index)
         custom = {"foenet_replay": json.dumps({"bag": str(bag_path), "origin_xy": origin, "frame": frame.to_json(),
                                                "topics": OUT_TOPICS})}
-        out_bag = _OutputBag(out_dir / "estimates", origin, custom, cfg.path_max) if cfg.write_bag else None
+        out_bag = _OutputBag(out_dir / "estimates", origin, custom, cfg.path_max, frame) if cfg.write_bag else None
         gt = _GroundTruth(cfg.gt_max_gap_s)
         records: list[FrameRecord] = []
         estimates_json: list[dict[str, Any]] = []

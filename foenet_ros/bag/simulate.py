@@ -12,8 +12,9 @@ Topics (names in :class:`~foenet_ros.bag.topics.TopicConfig`, all configurable):
 ``/camera/image_raw`` (``/compressed``)  Image rgb8 / CompressedImage  the camera
 ``/camera/camera_info``                 CameraInfo                    intrinsics + plumb_bob distortion
 ``/mavros/global_position/global``      NavSatFix                     ground truth lat/lon, alt above ground
-``/ground_truth/pose``                  PoseStamped (frame ``map``)   x = easting, y = northing (map UTM frame)
-``/mavros/imu/data``                    Imu                           orientation (FLU body in ENU), noisy
+``/ground_truth/pose``                  PoseStamped (frame ``map``)   x = easting, y = northing (map UTM frame);
+                                                                      orientation from the TRUE heading
+``/mavros/imu/data``                    Imu                           orientation (FLU body in ENU, true north), noisy
 ``/mavros/global_position/rel_alt``     Float64                       altitude above the ground, m
 =====================================  ===========================  ========================================
 
@@ -252,7 +253,10 @@ def simulate_flight(map_raster: Any, out: str | Path, cfg: SimConfig = SimConfig
             img = degrade(img, speed_px, angle)
             img[~valid] = 0
             lon, lat = frame.to_lonlat(st.x, st.y)
-            q = m.attitude_to_quaternion(st.heading_deg, st.pitch_deg, st.roll_deg)
+            # st.heading_deg is from the map frame's UTM grid north (what the renderer needs); bags carry
+            # TRUE compass headings / ENU orientations (grid + meridian convergence, up to ~3 deg)
+            heading_true = float(frame.grid_to_true_heading(st.heading_deg, st.x, st.y))
+            q = m.attitude_to_quaternion(heading_true, st.pitch_deg, st.roll_deg)
             if topics.image:
                 msg = (m.compressed_image_msg(img, ns, cfg.camera_frame_id, cfg.jpeg_quality) if cfg.compressed
                        else m.image_msg(img, ns, cfg.camera_frame_id))
@@ -265,7 +269,7 @@ def simulate_flight(map_raster: Any, out: str | Path, cfg: SimConfig = SimConfig
             if topics.gt_pose:
                 bag.write(topics.gt_pose, ns, m.pose_stamped_msg(ns, st.x, st.y, st.alt_m, q, frame_id="map"))
             if topics.imu:
-                h_imu = (st.heading_deg + imu_bias + rng.normal(0.0, cfg.imu_heading_noise_deg)) % 360.0
+                h_imu = (heading_true + imu_bias + rng.normal(0.0, cfg.imu_heading_noise_deg)) % 360.0
                 p_imu = st.pitch_deg + rng.normal(0.0, cfg.imu_tilt_noise_deg)
                 r_imu = st.roll_deg + rng.normal(0.0, cfg.imu_tilt_noise_deg)
                 sigma = math.hypot(cfg.imu_heading_bias_deg, cfg.imu_heading_noise_deg) or 0.5

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cam.add_argument("--camera-info", default=None, help="camera calibration YAML (ROS CameraInfo / camera_calibration)")
     p.add_argument("--altitude-m", type=float, default=None, help="height above ground, metres")
     p.add_argument("--heading-deg", type=float, default=None,
-                   help="compass heading of the image-up direction (clockwise from north), degrees")
+                   help="compass heading of the image-up direction (clockwise from TRUE north), degrees")
     p.add_argument("--attitude", type=float, nargs=2, default=None, metavar=("ROLL", "PITCH"),
                    help="camera roll and pitch (tilt from nadir), degrees, e.g. from the IMU")
     p.add_argument("--prior", type=float, nargs=2, default=None, metavar=("LAT", "LON"),

@@ -20,6 +20,9 @@ class LocalizerConfig:
         dedup_frac: two candidates closer than this fraction of the smaller tile are one place.
         unknown_heading_rotations: without a heading, the query is encoded this many times, rotated
             by 360/n degrees each, and the best score per tile kept (1 = assume north-up).
+        upright_hypotheses: heading unknown and nothing verified: retry upright at this many rotations (0 = off).
+            Upright SIFT + the 3-DOF model at the query rotations retrieval liked best; rescues
+            north-aligned drone photos vs. satellite maps (upright SIFT tolerates ~10 deg).
     Verification:
         feature: "sift" (default; robust across sources) or "orb" (faster, weaker).
         max_features: keypoints per image.
@@ -48,7 +51,11 @@ class LocalizerConfig:
         gating_radius_m: minimum search radius around the track or a prior.
         gate_sigmas: search radius = max(gating_radius_m, gate_sigmas * track sigma).
         global_fallback: when a gated search verifies nothing, also search the whole map.
-        accel_sigma: tracker process noise (m/s^2, white acceleration).
+        accel_sigma: tracker process noise (m/s^2, white acceleration) of smooth flight between fixes.
+        coast_accel_sigma: manoeuvre process noise (m/s^2) while coasting without an accepted fix.
+            The open-loop prediction must allow for a turn or brake it cannot see (~0.5 g).
+        refused_fix_weight: probability (0-1) that a fix refused by the gate is right (coast sigma).
+            The coasted covariance about the prediction is widened to cover that hypothesis.
         gate_chi2: Mahalanobis gate on fixes (chi-square, 2 dof; 13.8 = 99.9 %).
         max_misses: frames without an accepted fix before the track is lost.
         max_track_sigma_m: the track is lost when its predicted sigma grows beyond this.
@@ -59,6 +66,7 @@ class LocalizerConfig:
     search_k: int = 30
     dedup_frac: float = 0.5
     unknown_heading_rotations: int = 4
+    upright_hypotheses: int = 2
 
     feature: str = "sift"
     max_features: int = 2000
@@ -83,6 +91,8 @@ class LocalizerConfig:
     gate_sigmas: float = 4.0
     global_fallback: bool = True
     accel_sigma: float = 2.0
+    coast_accel_sigma: float = 5.0
+    refused_fix_weight: float = 0.5
     gate_chi2: float = 13.8
     max_misses: int = 10
     max_track_sigma_m: float = 150.0
@@ -105,6 +115,12 @@ class LocalizerConfig:
                      "gate_chi2", "max_track_sigma_m", "default_dt_s", "retrieval_max_sigma_m"):
             if not (getattr(self, name) > 0):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (self.coast_accel_sigma >= self.accel_sigma):
+            raise ConfigError(f"coast_accel_sigma ({self.coast_accel_sigma}) must be >= accel_sigma ({self.accel_sigma})")
+        if not (0.0 <= self.refused_fix_weight <= 1.0):
+            raise ConfigError(f"refused_fix_weight must be in [0, 1], got {self.refused_fix_weight}")
+        if self.upright_hypotheses < 0:
+            raise ConfigError(f"upright_hypotheses must be >= 0, got {self.upright_hypotheses}")
         if self.sigma_floor_m < 0 or self.bootstrap < 0:
             raise ConfigError("sigma_floor_m and bootstrap must be >= 0")
 

@@ -79,11 +79,16 @@ class Localizer:
         self.config = config
         self.map = index.map_raster()
         self.matcher = FeatureMatcher(config.feature, config.max_features, config.ratio, config.ransac_px)
-        self.tracker = Tracker(config.accel_sigma, config.gate_chi2, config.max_misses, config.max_track_sigma_m)
+        self.tracker = Tracker(config.accel_sigma, config.gate_chi2, config.max_misses, config.max_track_sigma_m,
+                               coast_accel_sigma=config.coast_accel_sigma, refused_fix_weight=config.refused_fix_weight)
         self._last_t: float | None = None
         self._last_heading = math.nan
         self._last_alt = math.nan
         self.last_debug: dict[str, Any] = {}
+        self._best_rotation: dict[int, int] = {}
+        c = np.asarray(index.tiles.centers_xy, dtype=np.float64)
+        # where the map frame's grid-vs-true-north rotation is evaluated when nothing better is known
+        self._map_center = tuple(float(v) for v in (c.min(axis=0) + c.max(axis=0)) / 2.0) if len(c) else (0.0, 0.0)
 
     @classmethod
     def from_paths(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str = "auto",
@@ -116,7 +121,7 @@ class Localizer:
                 resized uniformly); with it the drone's position (camera centre), altitude and
                 attitude come from the homography; without it the image centre is reported.
             prior: a position hint: :class:`Prior`, ``(lat, lon[, sigma_m])`` or a GeoEstimate.
-            heading_deg: compass heading of the image-up direction, if known (e.g. from the
+            heading_deg: TRUE compass heading of the image-up direction (clockwise from true north), if known (e.g. from the
                 autopilot's yaw); the query is rotated north-up. Unknown: several rotations are tried.
             altitude_m: height above the map's ground plane, metres (used for the camera centre
                 with ``attitude`` and reported as alt when no intrinsics are given).
@@ -144,8 +149,11 @@ class Localizer:
         t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
         self._last_t = t
 
+        # Headings in and out are TRUE compass headings; the map tiles are north-up in the frame's
+        # UTM *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
+        heading_grid = None if heading_deg is None else self._true_to_grid(float(heading_deg), prior)
         und, cam_und = undistort(rgb, cam)
-        queries = retrieval_queries(und, heading_deg, cfg.unknown_heading_rotations)
+        queries = retrieval_queries(und, heading_grid, cfg.unknown_heading_rotations)
         s_v = min(1.0, cfg.verify_max_side / max(und.shape[:2]))
         small = cv2.resize(und, (round(und.shape[1] * s_v), round(und.shape[0] * s_v)), interpolation=cv2.INTER_AREA) \
             if s_v < 1 else und
@@ -168,16 +176,17 @@ class Localizer:
             near = tuple(self.tracker.position)
             radius = max(cfg.gating_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
             mode = "track"
+        self._best_rotation = {}
         cands = self._search(descs, near, radius)
         timings["search"] = _ms(t2)
 
         # ---- verify
         t3 = time.perf_counter()
         # black borders (rotated/undistorted frames, rendered views off the map) carry no features
-        upright = heading_deg is not None and cfg.feature == "sift"
+        upright = heading_grid is not None and cfg.feature == "sift"
         if upright:
-            # heading known: match north-up against north-up with upright descriptors
-            feat_img, T = rotate_north_up(small, heading_deg, return_matrix=True)
+            # heading known: match (grid) north-up against north-up with upright descriptors
+            feat_img, T = rotate_north_up(small, heading_grid, return_matrix=True)
         else:
             feat_img, T = small, np.eye(3)
         mask = cv2.erode((feat_img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
@@ -194,6 +203,21 @@ class Localizer:
             fixes = self._verify(extra, view, cam_und, attitude, altitude_m)
             cands = cands + extra
             mode += "+global"
+        if not fixes and heading_grid is None and cfg.feature == "sift" and cfg.upright_hypotheses > 0 and cands:
+            # Heading unknown and rotation-invariant matching found nothing: drone-vs-satellite pairs
+            # often match only with upright descriptors. Try the query rotations that retrieval
+            # liked best as heading hypotheses (true headings, n * 360 / rotations).
+            top = sorted(cands, key=lambda c: -c.score)[: cfg.top_k]
+            for h_true in self._heading_hypotheses(top, len(descs))[: cfg.upright_hypotheses]:
+                h_grid = self._true_to_grid(h_true, prior)
+                img_h, T_h = rotate_north_up(small, h_grid, return_matrix=True)
+                mask_h = cv2.erode((img_h.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+                view_h = _View(self.matcher.detect(img_h, mask_h, upright=True), T_h, True, small.shape[1],
+                               small.shape[0], s_v)
+                fixes = self._verify(top, view_h, cam_und, attitude, altitude_m)
+                if fixes:
+                    mode += f"+upright_hypothesis_{h_true:.0f}"
+                    break
         timings["verify"] = _ms(t3) - extra_search
         self.last_debug = {"frame_small": small, "s_v": s_v, "fixes": fixes, "mode": mode}
 
@@ -206,12 +230,38 @@ class Localizer:
         est.stamp = stamp
         return est
 
+    # ------------------------------------------------------------------ headings
+    def _true_to_grid(self, heading_true_deg: float, prior: Prior | None) -> float:
+        """A true compass heading -> heading from the index frame's grid north, degrees [0, 360).
+
+        The convergence is evaluated where the drone probably is: the prior, else the track, else
+        the middle of the map (it changes by ~0.01 deg per km, far below the matching tolerance).
+        """
+        if prior is not None:
+            x, y = self.index.frame.from_lonlat(prior.lon, prior.lat)
+        elif self.tracker.initialised:
+            x, y = (float(v) for v in self.tracker.position)
+        else:
+            x, y = self._map_center
+        return float(self.index.frame.true_to_grid_heading(heading_true_deg, x, y))
+
+    def _heading_hypotheses(self, cands: list[Candidate], n_rotations: int) -> list[float]:
+        """True headings (deg) to try upright, best first: the query rotation that matched each
+        candidate best, in candidate order, then the remaining rotations."""
+        out: list[float] = []
+        step = 360.0 / max(n_rotations, 1)
+        for c in cands:
+            h = step * self._best_rotation.get(c.tile_id, 0)
+            if h not in out:
+                out.append(h)
+        return out + [step * i for i in range(n_rotations) if step * i not in out]
+
     # ------------------------------------------------------------------ retrieval
     def _search(self, descs: np.ndarray, near, radius) -> list[Candidate]:
         """Merge the per-rotation searches (best score per tile), de-duplicate places, keep top_k."""
         cfg = self.config
         best: dict[int, float] = {}
-        for d in descs:
+        for r, d in enumerate(descs):
             try:
                 hits = self.index.search(d, cfg.search_k, near_xy=near, radius_m=radius)
             except EmptyIndexError:
@@ -219,6 +269,7 @@ class Localizer:
             for tid, score in hits:
                 if score > best.get(tid, -2.0):
                     best[tid] = score
+                    self._best_rotation[tid] = r  # which query rotation matched this tile best
         tiles = self.index.tiles
         out: list[Candidate] = []
         for tid, score in sorted(best.items(), key=lambda kv: -kv[1]):
@@ -337,7 +388,10 @@ class Localizer:
         """
         cfg = self.config
         cam_used = cam if model == "homography" else None
-        xy, heading, alt, info = self._position(H, cam_used, attitude, altitude_m, wh)
+        xy, heading_grid, alt, info = self._position(H, cam_used, attitude, altitude_m, wh)
+        # the homography lives in the grid-aligned map frame; report a true compass heading
+        heading = float(self.index.frame.grid_to_true_heading(heading_grid, float(xy[0]), float(xy[1])))
+        info["heading_grid_deg"] = float(heading_grid)
         if model != "homography" and cam is not None and altitude_m is None:
             alt = math.nan
         info["model"] = model

@@ -75,7 +75,8 @@ def plot_estimate(localizer, est, out_png: str | Path, title: str = "", truth_xy
         ax.add_patch(plt.Circle(p, 2 * r, fill=False, ec="red", lw=1.2, ls="--"))
         ax.plot(*p, "r+", ms=14, mew=2, label="estimate (2 sigma)")
         if math.isfinite(est.heading_deg):
-            h = math.radians(est.heading_deg)
+            # the map crop is north-up in the grid: draw the grid heading (est.heading_deg is true)
+            h = math.radians(float(est.pose.get("heading_grid_deg", est.heading_deg)))
             ax.arrow(p[0], p[1], 40 * math.sin(h), -40 * math.cos(h), color="red", width=2)
     if truth_xy is not None:
         p = to_px(truth_xy)[0]

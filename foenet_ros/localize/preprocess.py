@@ -109,5 +109,6 @@ def retrieval_queries(frame: np.ndarray, heading_deg: float | None, rotations: i
         if abs(ang % 90) < 1e-9:
             out.append(np.ascontiguousarray(np.rot90(sq, k=-int(round(ang / 90)) % 4)))
         else:
-            out.append(center_square(rotate_north_up(sq, -ang), side))
+            # like np.rot90(k=-1) above: query i is north-up if the heading is 360 * i / n
+            out.append(center_square(rotate_north_up(sq, ang), side))
     return out

@@ -4,6 +4,12 @@ State ``[x, y, vx, vy]`` (metres, m/s). Process noise: white acceleration of ``a
 A fix is accepted only if its Mahalanobis distance to the prediction is within ``gate_chi2``;
 frames without an accepted fix are "misses", bridged by prediction until ``max_misses`` (or the
 predicted sigma exceeds ``max_sigma_m``), after which the track is lost and the next fix restarts it.
+
+Coasting (a miss) is an open-loop prediction: ``accel_sigma`` describes the smooth flight seen
+between fixes, but while nothing is observed the drone may manoeuvre (turn at a waypoint, brake),
+so a missed frame's prediction gets the process noise of ``coast_accel_sigma`` (the platform's
+manoeuvre acceleration, ~0.5 g) for the time since the last update. A refused fix is a second
+hypothesis of where the drone is: the coasted covariance about the prediction includes it.
 """
 
 from __future__ import annotations
@@ -32,8 +38,12 @@ class Tracker:
     """Constant-velocity Kalman filter with gating; see the module docstring."""
 
     def __init__(self, accel_sigma: float = 2.0, gate_chi2: float = 13.8, max_misses: int = 10,
-                 max_sigma_m: float = 150.0, init_speed_sigma: float = 10.0) -> None:
+                 max_sigma_m: float = 150.0, init_speed_sigma: float = 10.0, coast_accel_sigma: float | None = None,
+                 refused_fix_weight: float = 0.5) -> None:
         self.accel_sigma = float(accel_sigma)
+        # manoeuvre acceleration while coasting (never below the smooth-flight value)
+        self.coast_accel_sigma = max(self.accel_sigma, float(coast_accel_sigma if coast_accel_sigma is not None else accel_sigma))
+        self.refused_fix_weight = float(refused_fix_weight)
         self.gate_chi2 = float(gate_chi2)
         self.max_misses = int(max_misses)
         self.max_sigma_m = float(max_sigma_m)
@@ -50,6 +60,8 @@ class Tracker:
         self.misses = 0
         self.n_updates = 0
         self._rejected: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._unobserved_dt = 0.0  # predicted time since the last update not yet given manoeuvre noise
+        self._t_update: float | None = None  # time of the last accepted fix
 
     @property
     def healthy(self) -> bool:
@@ -85,6 +97,8 @@ class Tracker:
         self.misses = 0
         self.n_updates = 1
         self._rejected = None
+        self._unobserved_dt = 0.0
+        self._t_update = float(t)
 
     def predict(self, t: float) -> None:
         """Propagate the state to time ``t`` (seconds); no-op before the first fix or for dt <= 0."""
@@ -95,14 +109,24 @@ class Tracker:
             return
         F = np.eye(4)
         F[0, 2] = F[1, 3] = dt
-        q = self.accel_sigma**2
-        Q1 = np.array([[dt**4 / 4, dt**3 / 2], [dt**3 / 2, dt**2]]) * q
-        Q = np.zeros((4, 4))
-        Q[np.ix_([0, 2], [0, 2])] = Q1
-        Q[np.ix_([1, 3], [1, 3])] = Q1
         self.x = F @ self.x
-        self.P = F @ self.P @ F.T + Q
+        self.P = F @ self.P @ F.T + _accel_q(dt, self.accel_sigma)
         self.t = float(t)
+        self._unobserved_dt += dt
+
+    def _coast(self) -> None:
+        """The predicted interval(s) since the last update are a coast: add the manoeuvre noise
+        (``coast_accel_sigma``, in excess of the smooth-flight ``accel_sigma`` already added)."""
+        dt, self._unobserved_dt = self._unobserved_dt, 0.0
+        extra = self.coast_accel_sigma**2 - self.accel_sigma**2
+        if dt > 0 and extra > 0:
+            # continuous white acceleration (PSD extra * 1 s): independent of the frame rate,
+            # sigma_pos ~ coast_accel_sigma * sqrt(t^3 / 3) after t seconds of coasting
+            q1 = np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]]) * extra
+            Q = np.zeros((4, 4))
+            Q[np.ix_([0, 2], [0, 2])] = q1
+            Q[np.ix_([1, 3], [1, 3])] = q1
+            self.P = self.P + Q
 
     def mahalanobis2(self, z: np.ndarray, R: np.ndarray) -> float:
         """Squared Mahalanobis distance of fix ``z`` (covariance ``R``) to the predicted position."""
@@ -136,11 +160,19 @@ class Tracker:
                     return TrackUpdate(True, d2, reinitialised=True)
             self._rejected = (z, R, float(t))
             self.misses += 1
-            # A verified fix the track refuses is still evidence that the track may be wrong: widen
-            # the position covariance so its 2-sigma ellipse reaches the refused fix. The coasted
-            # estimate stays honest, and the next consistent fix passes the (now wider) gate.
+            self._coast()
+            # A verified fix the track refuses is still evidence that the track may be wrong: the
+            # drone is at the prediction or (with probability w) at the refused fix. About the
+            # reported prediction that mixture has covariance (1-w) P + w (R + d d^T); keeping P
+            # whole (never shrinking) gives P + w (R + d d^T): with w = 0.5 the 2-sigma ellipse
+            # reaches 1.4x past the refused fix. If the fix is right the velocity is wrong too: the
+            # offset y built up since the last accepted fix (tau ago), so d = [y, y / tau]
+            # (correlated), and the next consistent fix corrects position AND velocity.
             y = z - _H @ self.x
-            self.P[:2, :2] += 0.25 * np.outer(y, y)
+            tau = max(float(t) - self._t_update, 1e-3) if self._t_update is not None else 1.0
+            dvec = np.concatenate([y, y / tau])
+            self.P += self.refused_fix_weight * np.outer(dvec, dvec)
+            self.P[:2, :2] += self.refused_fix_weight * R
             return TrackUpdate(False, d2)
         S = _H @ self.P @ _H.T + R
         K = self.P @ _H.T @ np.linalg.inv(S)
@@ -150,6 +182,8 @@ class Tracker:
         self.misses = 0
         self.n_updates += 1
         self._rejected = None
+        self._unobserved_dt = 0.0
+        self._t_update = float(t)
         return TrackUpdate(True, d2)
 
     def miss(self, t: float) -> None:
@@ -157,3 +191,13 @@ class Tracker:
         self.predict(t)
         if self.initialised:
             self.misses += 1
+            self._coast()
+
+
+def _accel_q(dt: float, accel_sigma: float) -> np.ndarray:
+    """Process noise [4,4] of white acceleration ``accel_sigma`` (m/s^2) over ``dt`` seconds."""
+    Q1 = np.array([[dt**4 / 4, dt**3 / 2], [dt**3 / 2, dt**2]]) * accel_sigma**2
+    Q = np.zeros((4, 4))
+    Q[np.ix_([0, 2], [0, 2])] = Q1
+    Q[np.ix_([1, 3], [1, 3])] = Q1
+    return Q

@@ -10,8 +10,14 @@ Conventions (docs/ARCHITECTURE.md):
 * images leave this module as ``uint8`` **RGB** ``(H, W, 3)``; OpenCV's BGR never escapes;
 * our headings are compass degrees (clockwise from true north, of the image-up direction);
   ROS messages carry REP-103 ENU yaw: ``yaw_enu = pi/2 - radians(heading)``;
-* the ``map`` frame is ENU with its origin at a chosen point of the map's metric (UTM) frame;
-* covariances are in m^2, ENU order (east, north, up).
+* the ``map`` frame is a true-north ENU local tangent plane (east, north, up) whose origin is a
+  chosen point of the map (``OutputConfig.origin_xy``, given in the map's metric UTM frame).
+  Positions are converted exactly (UTM -> WGS84 -> ECEF -> topocentric ENU, pyproj), so they agree
+  with the true-north yaw; the UTM *grid* is turned against true north by the meridian
+  convergence (up to ~3 deg at zone edges), so plain UTM offsets would not. Without
+  ``OutputConfig.frame`` (tests, legacy callers) the map axes fall back to plain UTM offsets;
+* covariances are in m^2, ENU order (east, north, up); the estimate's grid covariance and
+  velocity are rotated into the map frame.
 
 Every malformed input raises :class:`~foenet_ros.errors.ImageError` or
 :class:`~foenet_ros.errors.CameraError` with the reason, so the node can count and report it.
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -431,6 +438,9 @@ class OutputConfig:
         map_frame: frame id of the ENU map frame (REP-105 ``map``).
         base_frame: frame id of the vehicle (``child_frame_id`` of Odometry; NavSatFix frame).
         origin_xy: ``(x, y)`` in the index's metric (UTM) frame, metres, of the map frame origin.
+        frame: the index's :class:`~foenet_ros.geo.GeoFrame`; with it the map frame is the
+            true-north ENU tangent plane at ``origin_xy`` (see the module docstring), without it
+            plain UTM offsets from ``origin_xy`` (grid axes: exact only on the zone's central meridian).
         ground_altitude_m: ellipsoidal height (WGS84, m) of the map's ground plane; the estimate's
             height above ground is added to it for NavSatFix altitudes.
         alt_sigma_m: 1-sigma of the altitude (m) when the altitude is known.
@@ -445,6 +455,39 @@ class OutputConfig:
     alt_sigma_m: float = 5.0
     yaw_sigma_deg: float = 10.0
     publish_retrieval: bool = True
+    frame: Any = None
+
+
+@lru_cache(maxsize=8)
+def _enu_transformer(frame: Any, origin_xy: tuple[float, float]) -> Any:
+    """pyproj pipeline WGS84 lon/lat/h (deg, m) -> topocentric ENU (m) at the origin (on the ellipsoid)."""
+    from pyproj import Transformer
+
+    lon0, lat0 = frame.to_lonlat(float(origin_xy[0]), float(origin_xy[1]))
+    return Transformer.from_pipeline(
+        "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad +step +proj=cart +ellps=WGS84 "
+        f"+step +proj=topocentric +ellps=WGS84 +lon_0={lon0!r} +lat_0={lat0!r} +h_0=0"
+    )
+
+
+def map_xy(cfg: OutputConfig, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Metric (UTM) frame ``x, y`` (m, scalars or arrays) -> map frame east/north (m) per ``cfg``."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if cfg.frame is None:
+        return x - cfg.origin_xy[0], y - cfg.origin_xy[1]
+    lon, lat = cfg.frame.to_lonlat(x, y)
+    e, n, _ = _enu_transformer(cfg.frame, tuple(float(v) for v in cfg.origin_xy)).transform(
+        np.asarray(lon, np.float64), np.asarray(lat, np.float64), np.zeros(np.shape(lon)))
+    return np.asarray(e), np.asarray(n)
+
+
+def map_jacobian(cfg: OutputConfig, x: float, y: float) -> np.ndarray:
+    """``(2, 2)`` d(east, north)/d(x, y) at a metric-frame point: rotates grid vectors (covariances,
+    velocities) into the map frame (the meridian convergence, and the UTM scale factor)."""
+    if cfg.frame is None or not (math.isfinite(x) and math.isfinite(y)):
+        return np.eye(2)
+    e, n = map_xy(cfg, np.array([x, x + 1.0, x]), np.array([y, y, y + 1.0]))
+    return np.array([[e[1] - e[0], e[2] - e[0]], [n[1] - n[0], n[2] - n[0]]])
 
 
 def _finite(v: Any) -> bool:
@@ -521,15 +564,16 @@ def _pose_and_cov(est: Any, cfg: OutputConfig) -> tuple[Any, list[float]]:
     from geometry_msgs.msg import Pose
 
     pose = Pose()
-    pose.position.x = float(est.x) - cfg.origin_xy[0]
-    pose.position.y = float(est.y) - cfg.origin_xy[1]
+    e, n = map_xy(cfg, float(est.x), float(est.y))
+    pose.position.x, pose.position.y = float(e), float(n)
     alt = getattr(est, "alt_m", None)
     pose.position.z = float(alt) if _finite(alt) else 0.0
     heading = getattr(est, "heading_deg", None)
     yaw = heading_to_enu_yaw(float(heading)) if _finite(heading) else 0.0
     qx, qy, qz, qw = quaternion_from_rpy(0.0, 0.0, yaw)
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = qx, qy, qz, qw
-    cov_xy = _cov_xy(est)
+    J = map_jacobian(cfg, float(est.x), float(est.y))
+    cov_xy = J @ _cov_xy(est) @ J.T  # grid axes -> true-north map axes
     cov = np.zeros((6, 6))
     cov[:2, :2] = cov_xy
     cov[2, 2] = cfg.alt_sigma_m**2 if _finite(alt) else UNKNOWN_VARIANCE
@@ -541,7 +585,8 @@ def _pose_and_cov(est: Any, cfg: OutputConfig) -> tuple[Any, list[float]]:
 def estimate_to_pose(est: Any, header: Any, cfg: OutputConfig = OutputConfig()) -> Any:
     """``geometry_msgs/PoseWithCovarianceStamped`` in the ENU map frame.
 
-    Position: metric (UTM) x/y minus ``origin_xy``, z = height above the map's ground plane.
+    Position: east/north in the map frame (true-north ENU at ``origin_xy``, see the module
+    docstring), z = height above the map's ground plane.
     Orientation: yaw = ENU yaw of the image-up direction (roll = pitch = 0 with unknown variance).
     Covariance (6x6, x y z roll pitch yaw): E/N block from ``cov_xy``.
     """
@@ -571,7 +616,9 @@ def estimate_to_odometry(est: Any, header: Any, cfg: OutputConfig = OutputConfig
     tcov = np.zeros((6, 6))
     tcov[2, 2] = tcov[3, 3] = tcov[4, 4] = tcov[5, 5] = UNKNOWN_VARIANCE
     if vel is not None and np.all(np.isfinite(np.asarray(vel, float))):
-        ve, vn = (float(v) for v in np.asarray(vel, float)[:2])
+        # the tracker's velocity is along the UTM grid axes: rotate it into the true-north map axes
+        J = map_jacobian(cfg, float(est.x), float(est.y))
+        ve, vn = (float(v) for v in J @ np.asarray(vel, float)[:2])
         heading = getattr(est, "heading_deg", None)
         yaw = heading_to_enu_yaw(float(heading)) if _finite(heading) else 0.0
         c, s = math.cos(yaw), math.sin(yaw)
@@ -581,7 +628,7 @@ def estimate_to_odometry(est: Any, header: Any, cfg: OutputConfig = OutputConfig
         vcov = np.asarray(vcov, float) if vcov is not None else None
         if vcov is not None and vcov.shape == (2, 2) and np.all(np.isfinite(vcov)):
             rot = np.array([[c, s], [-s, c]])
-            tcov[:2, :2] = rot @ vcov @ rot.T
+            tcov[:2, :2] = rot @ J @ vcov @ J.T @ rot.T
         else:
             tcov[0, 0] = tcov[1, 1] = UNKNOWN_VARIANCE
     else:
@@ -668,8 +715,9 @@ def candidates_to_markers(
         line.pose.orientation.w = 1.0
         line.scale.x = 3.0 if i == best else 1.0  # metres: visible at map scale
         line.color.r, line.color.g, line.color.b, line.color.a = r, g, b, 1.0
-        for px, py in list(poly) + [poly[0]]:
-            line.points.append(Point(x=float(px) - cfg.origin_xy[0], y=float(py) - cfg.origin_xy[1], z=0.0))
+        ring = np.vstack([poly, poly[:1]])
+        for px, py in zip(*map_xy(cfg, ring[:, 0], ring[:, 1])):
+            line.points.append(Point(x=float(px), y=float(py), z=0.0))
         out.markers.append(line)
         text = Marker()
         text.header = header
@@ -677,7 +725,8 @@ def candidates_to_markers(
         text.ns, text.id = ns, 2 * i + 1
         text.type, text.action = Marker.TEXT_VIEW_FACING, Marker.ADD
         cx, cy = (float(v) for v in np.asarray(getattr(cand, "center_xy"), float)[:2])
-        text.pose.position.x, text.pose.position.y, text.pose.position.z = cx - cfg.origin_xy[0], cy - cfg.origin_xy[1], 5.0
+        tx, ty = map_xy(cfg, cx, cy)
+        text.pose.position.x, text.pose.position.y, text.pose.position.z = float(tx), float(ty), 5.0
         text.pose.orientation.w = 1.0
         text.scale.z = max(2.0, 0.08 * float(getattr(cand, "size_m", 50.0)))
         text.color.r, text.color.g, text.color.b, text.color.a = r, g, b, 1.0
@@ -700,8 +749,7 @@ def tile_centers_to_cloud(
     names = ["x", "y", "z"] + (["size"] if sizes_m is not None else [])
     fields = [PointField(name=nm, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, nm in enumerate(names)]
     pts = np.zeros((n, len(names)), np.float32)
-    pts[:, 0] = centers[:, 0] - cfg.origin_xy[0]
-    pts[:, 1] = centers[:, 1] - cfg.origin_xy[1]
+    pts[:, 0], pts[:, 1] = map_xy(cfg, centers[:, 0], centers[:, 1])
     if sizes_m is not None:
         pts[:, 3] = np.asarray(sizes_m, np.float32).reshape(-1)
     hdr = header

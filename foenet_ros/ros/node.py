@@ -228,6 +228,8 @@ class FoenetNode(Node):
         s = self._settings
         return conv.OutputConfig(
             map_frame=s["map_frame"], base_frame=s["base_frame"], origin_xy=self._origin_xy,
+            # map frame = true-north ENU tangent plane at the origin (consistent with the true-heading yaw)
+            frame=self._localizer.index.frame if self._localizer is not None else None,
             ground_altitude_m=s["ground_altitude_m"], alt_sigma_m=s["alt_sigma_m"], yaw_sigma_deg=s["yaw_sigma_deg"],
             publish_retrieval=s["publish_retrieval"],
         )  # fmt: skip
