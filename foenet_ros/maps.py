@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import FoenetError, RasterError
-from .utils import atomic_path, shared_data_dir
+from .utils import atomic_path, sha256_file, shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,6 @@ def cache_dir() -> Path:
     """``$FOENET_CACHE`` or ``~/.cache/foenet`` (created on demand)."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "foenet").expanduser()
     return root
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_blob_sha1(data: bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -79,3 +80,12 @@ def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821 - torc
 
         raise ConfigError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
     return torch.device(device)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks (maps, checkpoints and index files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -12,12 +12,12 @@ An index directory holds::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import IndexCorruptError, IndexMismatchError
+from ..utils import sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -28,14 +28,6 @@ MASK_FILE = "map_valid.png"
 DATA_FILES = (FAISS_FILE, TILES_FILE, MAP_FILE, MASK_FILE)
 
 REBUILD_HINT = "rebuild it with `foenet build-index MAP... --out DIR`"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entry(path: Path) -> dict:
