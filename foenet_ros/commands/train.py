@@ -8,6 +8,7 @@ command under `torchrun --nproc_per_node=N -m foenet_ros.cli train ...` (PyTorch
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -69,5 +70,6 @@ def run(args: argparse.Namespace) -> int:
         **overrides,
     )
     final = train(cfg)
-    print(f"final checkpoint: {final}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns; one line is enough
+        print(f"final checkpoint: {final}")
     return 0
