@@ -133,8 +133,8 @@ def play_bag(bag: str | Path | Sequence[str | Path], cfg: PlayConfig = PlayConfi
                 t_bag0: int | None = None
                 next_clock = 0.0
                 for bm in reader.messages([t for t in pubs], decode=ros1):
-                    if stop is not None and stop.is_set():
-                        return published
+                    if (stop is not None and stop.is_set()) or not node.context.ok():
+                        return published  # stopped, or rclpy shut down by SIGINT/SIGTERM
                     if t_bag0 is None:
                         t_bag0 = bm.ns
                     if cfg.duration_s is not None and bm.ns - t_bag0 > cfg.duration_s * 1e9:
@@ -143,6 +143,8 @@ def play_bag(bag: str | Path | Sequence[str | Path], cfg: PlayConfig = PlayConfi
                     # sleep until the message is due, ticking /clock at clock_hz meanwhile
                     while True:
                         now = time.monotonic()
+                        if not node.context.ok():
+                            return published
                         if clock_pub is not None and now >= next_clock:
                             _publish_clock(clock_pub, t_bag0 + int((now - t_wall0) * cfg.rate * 1e9))
                             next_clock = now + 1.0 / cfg.clock_hz
@@ -150,7 +152,13 @@ def play_bag(bag: str | Path | Sequence[str | Path], cfg: PlayConfig = PlayConfi
                             break
                         time.sleep(min(due - now, 1.0 / cfg.clock_hz if clock_pub else due - now))
                     pub, cls = pubs[bm.topic]
-                    pub.publish(to_rclpy(bm.msg, cls) if ros1 else bm.raw)
+                    try:
+                        pub.publish(to_rclpy(bm.msg, cls) if ros1 else bm.raw)
+                    except RuntimeError:  # rclpy's RCLError once a signal has shut the context down
+                        if node.context.ok():
+                            raise
+                        log.info("ROS shut down: stopped after %d messages", published)
+                        return published
                     published += 1
                     bar.update(1)
                 bar.close()
