@@ -182,16 +182,9 @@ class Localizer:
 
         # ---- verify
         t3 = time.perf_counter()
-        # black borders (rotated/undistorted frames, rendered views off the map) carry no features
+        # heading known (SIFT): match grid-north-up against north-up with upright descriptors
         upright = heading_grid is not None and cfg.feature == "sift"
-        if upright:
-            # heading known: match (grid) north-up against north-up with upright descriptors
-            feat_img, T = rotate_north_up(small, heading_grid, return_matrix=True)
-        else:
-            feat_img, T = small, np.eye(3)
-        mask = cv2.erode((feat_img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
-        feats = self.matcher.detect(feat_img, mask, upright=upright)
-        view = _View(feats, T, upright, small.shape[1], small.shape[0], s_v)
+        view = self._detect_view(small, s_v, heading_grid if upright else None)
         fixes = self._verify(cands, view, cam_und, attitude, altitude_m)
         extra_search = 0.0
         if not fixes and mode != "global" and cfg.global_fallback:
@@ -209,11 +202,7 @@ class Localizer:
             # liked best as heading hypotheses (true headings, n * 360 / rotations).
             top = sorted(cands, key=lambda c: -c.score)[: cfg.top_k]
             for h_true in self._heading_hypotheses(top, len(descs))[: cfg.upright_hypotheses]:
-                h_grid = self._true_to_grid(h_true, prior)
-                img_h, T_h = rotate_north_up(small, h_grid, return_matrix=True)
-                mask_h = cv2.erode((img_h.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
-                view_h = _View(self.matcher.detect(img_h, mask_h, upright=True), T_h, True, small.shape[1],
-                               small.shape[0], s_v)
+                view_h = self._detect_view(small, s_v, self._true_to_grid(h_true, prior))
                 fixes = self._verify(top, view_h, cam_und, attitude, altitude_m)
                 if fixes:
                     mode += f"+upright_hypothesis_{h_true:.0f}"
@@ -229,6 +218,22 @@ class Localizer:
         est.timings_ms = timings
         est.stamp = stamp
         return est
+
+    def _detect_view(self, small: np.ndarray, s_v: float, upright_heading_grid: float | None) -> _View:
+        """Local features of the (downscaled) frame for verification.
+
+        With ``upright_heading_grid`` the frame is first turned grid-north-up and described with
+        upright descriptors; without it the frame is used as it is (rotation-invariant matching).
+        Black borders (rotated/undistorted frames, rendered views off the map) carry no features.
+        """
+        upright = upright_heading_grid is not None
+        if upright:
+            img, T = rotate_north_up(small, upright_heading_grid, return_matrix=True)
+        else:
+            img, T = small, np.eye(3)
+        mask = cv2.erode((img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+        feats = self.matcher.detect(img, mask, upright=upright)
+        return _View(feats, T, upright, small.shape[1], small.shape[0], s_v)
 
     # ------------------------------------------------------------------ headings
     def _true_to_grid(self, heading_true_deg: float, prior: Prior | None) -> float:
