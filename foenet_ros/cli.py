@@ -23,6 +23,7 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("foenet_ros.commands.demo", "end-to-end demo: index a map, simulate a flight, replay it, print metrics"),
     "build-index": ("foenet_ros.commands.build_index", "build a FAISS tile index from georeferenced map rasters"),
+    "verify-index": ("foenet_ros.commands.verify_index", "check an index's checksums, files, georeference and tiles"),
     "localize": ("foenet_ros.commands.localize", "localize drone images against a tile index (JSON out)"),
     "simulate": ("foenet_ros.commands.simulate", "render a simulated drone flight over a map into a rosbag"),
     "replay": ("foenet_ros.commands.replay", "run the Localizer over a rosbag and score it (metrics, plot, MCAP)"),

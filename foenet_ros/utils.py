@@ -89,3 +89,137 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (C++ libraries append stack dumps), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------- crash-safe directory swaps
+# A directory ``dst`` is replaced in two renames: ``dst`` -> ``dst.old-PID``, then ``dst.tmp-PID-*``
+# -> ``dst``. A crash (SIGKILL, power loss) between them leaves ``dst`` missing; recover_dir() puts
+# the previous version back and removes leftovers whose owning process is dead.
+TMP_TAG = ".tmp-"
+OLD_TAG = ".old-"
+_CRASH_HOOK_ENV = "FOENET_TEST_PAUSE_BETWEEN_RENAMES"  # tests only: sleep this many seconds between the renames
+
+
+def make_tmp_dir(dst: str | os.PathLike) -> Path:
+    """A fresh, empty ``<dst>.tmp-<pid>-XXXX`` next to ``dst`` (same file system, so renames are atomic).
+
+    The PID in the name lets :func:`recover_dir` tell a crashed writer's leftover from a live one.
+    Permissions follow the umask (``mkdtemp`` alone gives 0700).
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{dst.name}{TMP_TAG}{os.getpid()}-", dir=dst.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+def atomic_replace_dir(tmp: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Move the finished directory ``tmp`` onto ``dst``; an existing ``dst`` is replaced only now.
+
+    ``dst`` is renamed to ``<dst>.old-<pid>`` first (POSIX cannot rename a directory over a
+    non-empty one), then ``tmp`` to ``dst``, then the old copy is deleted. If the process dies
+    between the two renames, :func:`recover_dir` (run by the next writer or reader) restores it.
+    """
+    import shutil
+
+    tmp, dst = Path(tmp), Path(dst)
+    old = None
+    if dst.exists():
+        old = dst.with_name(f"{dst.name}{OLD_TAG}{os.getpid()}")
+        if old.exists():  # a leftover of an earlier swap by a process that had our PID
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        pause = os.environ.get(_CRASH_HOOK_ENV)
+        if pause:  # fault-injection hook: lets a test SIGKILL us between the two renames
+            import time
+
+            time.sleep(float(pause))
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def recover_dir(dst: str | os.PathLike) -> list[str]:
+    """Repair what a crashed :func:`atomic_replace_dir` left next to ``dst``; return what was done.
+
+    * ``dst`` missing and a ``<dst>.old-<pid>`` of a dead process exists: it is renamed back to
+      ``dst`` (the previous, complete version; the newest one if several).
+    * ``<dst>.tmp-<pid>-*`` and ``<dst>.old-<pid>`` of dead processes are removed.
+
+    Leftovers of live processes (a build running now) are never touched. Errors (e.g. a
+    read-only directory) are logged, not raised: recovery must not stop a reader.
+    """
+    import logging
+    import shutil
+
+    log = logging.getLogger(__name__)
+    dst = Path(dst)
+    done: list[str] = []
+    parent = dst.parent
+    if not parent.is_dir():
+        return done
+    olds, tmps = [], []
+    for p in parent.iterdir():
+        if p.name.startswith(dst.name + OLD_TAG):
+            pid = _pid_of(p.name[len(dst.name) + len(OLD_TAG):])
+            if pid is not None and not _pid_alive(pid):
+                olds.append(p)
+        elif p.name.startswith(dst.name + TMP_TAG):
+            pid = _pid_of(p.name[len(dst.name) + len(TMP_TAG):].split("-", 1)[0])
+            if pid is not None and not _pid_alive(pid):
+                tmps.append(p)
+    try:
+        if not dst.exists() and olds:
+            olds.sort(key=lambda p: p.stat().st_mtime)
+            newest = olds.pop()
+            os.replace(newest, dst)
+            done.append(f"restored {dst} from {newest.name} (an interrupted replace)")
+        for p in olds + tmps:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            done.append(f"removed the stale {p.name}")
+    except OSError as exc:
+        log.warning("cannot clean up after an interrupted write of %s: %s", dst, exc)
+    for line in done:
+        log.warning("%s", line)
+    return done
+
+
+def _pid_of(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (ours or another user's)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a directory entry change to disk (best effort; not supported everywhere)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

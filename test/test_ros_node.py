@@ -398,6 +398,8 @@ def test_reset_service_restarts_global_search(harness, synth):
 
 
 def test_missing_index_reported_then_recovered(synth, tmp_path):
+    from foenet_ros.index.manifest import write_manifest
+
     # this instance also checks the compressed transport (image_topic + "/compressed", JPEG)
     h = Harness("/nonexistent/foenet_index", node_name="foenet_noindex", extra=["-p", "image_transport:=compressed"])
     try:
@@ -410,7 +412,7 @@ def test_missing_index_reported_then_recovered(synth, tmp_path):
         shutil.copytree(synth[1], other)
         manifest = json.loads((other / "manifest.json").read_text())
         manifest["model"]["fingerprint"] = "0123456789abcdef"
-        (other / "manifest.json").write_text(json.dumps(manifest))
+        write_manifest(other, manifest)  # re-sealed: a consistent index, only of another model
         assert _set_param(h, "index_dir", str(other)).successful
         _, message, _ = h.wait_diag(lambda lvl, m, v: lvl == 2 and "Mismatch" in m, timeout=60, what="ERROR for the mismatched index")
         assert "0123456789abcdef" in message or "fingerprint" in message

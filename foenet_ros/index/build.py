@@ -13,23 +13,21 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, EmptyIndexError
+from ..utils import atomic_replace_dir, make_tmp_dir, recover_dir
 from . import faiss_store
 from .config import IndexConfig
 from .manifest import (
-    DATA_FILES,
     FAISS_FILE,
     FORMAT_VERSION,
-    MANIFEST,
     MAP_FILE,
     MASK_FILE,
     TILES_FILE,
-    file_entry,
     sha256_file,
+    write_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +65,7 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
     from ..geo import MapRaster, make_tiles, read_map
 
     out_dir = Path(out_dir)
+    recover_dir(out_dir)  # a build killed mid-swap left out_dir missing / stale copies: repair first
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists; pass overwrite=True (CLI: --force) or choose another --out")
 
@@ -122,12 +121,8 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
     descriptors = np.concatenate(parts, axis=0)
 
     # --- assemble the directory in a temp dir, then rename ------------------------------
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_tmp_dir(out_dir)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the index is meant to be shared
         index, params = faiss_store.make_index(
             descriptors, config.index_type, hnsw_m=config.hnsw_m, hnsw_ef_search=config.hnsw_ef_search,
             ivf_nlist=config.ivf_nlist, ivf_nprobe=config.ivf_nprobe)
@@ -163,10 +158,9 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
             },
             "faiss": {"type": config.index_type, "metric": "inner_product", "params": params},
             "config": config.to_json(),
-            "files": {name: file_entry(tmp / name) for name in DATA_FILES},
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
+        write_manifest(tmp, manifest)  # adds the size + sha256 of every file and the manifest's checksum
+        atomic_replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -241,14 +235,3 @@ def _write_map_copy(raster, out: Path, config: IndexConfig) -> dict:
         raise OSError(f"cannot write {out / MASK_FILE}")
     return {"file": MAP_FILE, "mask_file": MASK_FILE, "name": raster.name, "transform": list(transform)[:6],
             "gsd_m": float(raster.gsd_m * w / w2), "size_px": [w2, h2]}
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` onto ``out_dir`` (an existing one is replaced only after success)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -8,11 +8,14 @@ track) is always exact: it scores only the tiles whose centre lies within the ra
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EmptyIndexError, ImageError, IndexCorruptError, RasterError
+from ..utils import first_line, recover_dir
 from . import faiss_store
 from .manifest import (
     FAISS_FILE,
@@ -21,7 +24,10 @@ from .manifest import (
     REBUILD_HINT,
     TILES_FILE,
     check_files,
+    check_map_header,
     check_model,
+    check_tiles,
+    check_verify_mode,
     read_manifest,
 )
 
@@ -47,27 +53,57 @@ class TileIndex:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | Path, expect_fingerprint: str | None = None, *, verify_hash: bool = False) -> "TileIndex":
-        """Load an index directory, checking its manifest, files and (optionally) the model fingerprint.
+    def load(cls, path: str | Path, expect_fingerprint: str | None = None, *, verify: str = "hash") -> "TileIndex":
+        """Load an index directory after checking its integrity (see :mod:`foenet_ros.index.manifest`).
+
+        Args:
+            path: the index directory.
+            expect_fingerprint: the fingerprint of the model that will query it (None: not checked).
+            verify: ``"hash"`` (default) re-hashes every file the manifest lists (streamed sha256);
+                ``"size"`` checks sizes only, for indexes too large to hash at every start.
 
         Raises:
-            IndexCorruptError: a missing/truncated file, an unreadable manifest, an unknown format version.
+            IndexCorruptError: a manifest that fails its checksum or schema, a missing, truncated or
+                modified file, a map copy whose CRS/transform/size differ from the manifest, tiles off
+                the map, an unreadable FAISS file. One line, naming the file and what differs.
             IndexMismatchError: ``expect_fingerprint`` differs from the model that built the index.
+            ConfigError: an unknown ``verify`` mode.
         """
+        index, _ = cls._load_checked(path, expect_fingerprint, verify)
+        return index
+
+    @classmethod
+    def _load_checked(cls, path: str | Path, expect_fingerprint: str | None, verify: str) -> tuple["TileIndex", dict]:
+        """:meth:`load` plus a report of what was checked (for ``foenet verify-index``)."""
+        import time
+
+        from ..errors import CRSMismatchError
         from ..geo import GeoFrame, TileSet
 
+        t0 = time.perf_counter()
         path = Path(path)
+        check_verify_mode(verify)
+        recover_dir(path)  # a build killed between its two renames: put the previous index back
         manifest = read_manifest(path)
-        check_files(path, manifest, verify_hash=verify_hash)
+        report = check_files(path, manifest, verify=verify)
+        report["files_s"] = time.perf_counter() - t0
         if expect_fingerprint is not None:
             check_model(manifest, fingerprint=expect_fingerprint, index_dir=path)
+        try:
+            frame = GeoFrame.from_json(manifest["frame"])
+        except CRSMismatchError as exc:
+            raise IndexCorruptError(f"index {path}: unusable frame in the manifest ({exc}); {REBUILD_HINT}") from exc
+        check_map_header(path, manifest, frame)
         faiss_meta = manifest["faiss"]
-        index = faiss_store.read(path / FAISS_FILE, faiss_meta["type"], faiss_meta.get("params", {}))
+        # read as "flat" (no search-time knobs), check the kind, then apply the recorded knobs
+        index = faiss_store.read(path / FAISS_FILE, "flat", {})
+        _check_faiss_kind(path, index, faiss_meta["type"])
+        faiss_store.configure(index, faiss_meta["type"], faiss_meta.get("params", {}))
         try:
             with np.load(path / TILES_FILE, allow_pickle=False) as z:
                 tiles = TileSet.from_arrays(z)
-        except (OSError, ValueError, KeyError, RasterError) as exc:
-            raise IndexCorruptError(f"cannot read {path / TILES_FILE}: {exc}; {REBUILD_HINT}") from exc
+        except (OSError, ValueError, KeyError, EOFError, RasterError, zipfile.BadZipFile, zlib.error) as exc:
+            raise IndexCorruptError(f"cannot read {path / TILES_FILE}: {first_line(exc)}; {REBUILD_HINT}") from exc
         n = manifest["tiles"]["count"]
         dim = manifest["model"]["descriptor_dim"]
         if index.ntotal != n or len(tiles) != n or index.d != dim:
@@ -75,9 +111,12 @@ class TileIndex:
                 f"index {path}: inconsistent sizes (faiss {index.ntotal} x {index.d}, tiles "
                 f"{len(tiles)}, manifest {n} x {dim}); {REBUILD_HINT}"
             )
-        frame = GeoFrame.from_json(manifest["frame"])
-        log.info("loaded index %s: %d tiles, dim %d, %s", path, n, dim, faiss_meta["type"])
-        return cls(path, manifest, index, tiles, frame)
+        check_tiles(path, manifest, tiles)
+        crs = f"EPSG:{frame.epsg}" if frame.epsg else frame.name
+        report.update(tiles=n, dim=dim, type=faiss_meta["type"], crs=crs, seconds=time.perf_counter() - t0)
+        log.info("loaded index %s: %d tiles, dim %d, %s (%d files %s in %.2f s)", path, n, dim, faiss_meta["type"],
+                 report["files"], "hashed" if report["hashed"] else "size-checked", report["seconds"])
+        return cls(path, manifest, index, tiles, frame), report
 
     def check_encoder(self, encoder) -> None:
         """Raise :class:`IndexMismatchError` unless ``encoder`` is the model (and input size) that built this index."""
@@ -110,7 +149,7 @@ class TileIndex:
 
     def map_path(self) -> Path:
         """The GeoTIFF map copy stored in the index (open it in QGIS; used for verification)."""
-        return self.path / MAP_FILE
+        return self.path / self.manifest["map_copy"].get("file", MAP_FILE)
 
     map_paths = map_path  # contract alias
 
@@ -166,6 +205,32 @@ class TileIndex:
         return f"TileIndex({str(self.path)!r}, tiles={len(self)}, dim={self.dim}, type={self.index_type!r})"
 
 
+def verify_index(path: str | Path, verify: str = "hash", expect_fingerprint: str | None = None) -> dict:
+    """Run every load-time integrity check on an index directory; return what was checked.
+
+    Returns ``{"path", "files", "bytes", "hashed", "files_s", "tiles", "dim", "type", "crs", "seconds"}``.
+
+    Raises:
+        IndexCorruptError / IndexMismatchError: as :meth:`TileIndex.load`.
+    """
+    index, report = TileIndex._load_checked(path, expect_fingerprint, verify)
+    index.map_raster()  # decodes map.tif + map_valid.png: catches pixel damage a size check cannot see
+    report["path"] = str(index.path)
+    return report
+
+
+def _check_faiss_kind(path: Path, index, index_type: str) -> None:
+    """The FAISS file holds the index type and metric the manifest records."""
+    import faiss
+
+    expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSW, "ivf": faiss.IndexIVF}[index_type]
+    if not isinstance(index, expected) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise IndexCorruptError(
+            f"index {path}: {FAISS_FILE} holds a {type(index).__name__} (metric {index.metric_type}), not the "
+            f"inner-product {index_type!r} index the manifest records; {REBUILD_HINT}"
+        )
+
+
 def _read_map_copy(path: Path, manifest: dict, frame):
     """Read ``map.tif`` + ``map_valid.png`` into a MapRaster in the index frame."""
     import cv2
@@ -175,13 +240,14 @@ def _read_map_copy(path: Path, manifest: dict, frame):
     from ..geo import MapRaster
 
     meta = manifest["map_copy"]
+    map_file, mask_file = path / meta.get("file", MAP_FILE), path / meta.get("mask_file", MASK_FILE)
     try:
-        with rasterio.open(path / MAP_FILE) as ds:
+        with rasterio.open(map_file) as ds:
             image = np.ascontiguousarray(np.moveaxis(ds.read([1, 2, 3]), 0, -1))
-    except rasterio.errors.RasterioError as exc:
-        raise IndexCorruptError(f"cannot read the map copy {path / MAP_FILE}: {exc}; {REBUILD_HINT}") from exc
-    mask = cv2.imread(str(path / MASK_FILE), cv2.IMREAD_GRAYSCALE)
+    except Exception as exc:  # RasterioError, or a GDAL CPLE_* error while decoding damaged blocks
+        raise IndexCorruptError(f"cannot read the map copy {map_file}: {first_line(exc)}; {REBUILD_HINT}") from exc
+    mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
     if mask is None or mask.shape != image.shape[:2]:
-        raise IndexCorruptError(f"map mask {path / MASK_FILE} is unreadable or of the wrong size; {REBUILD_HINT}")
+        raise IndexCorruptError(f"map mask {mask_file} is unreadable or of the wrong size; {REBUILD_HINT}")
     return MapRaster(image=image, valid=mask > 127, transform=Affine(*meta["transform"][:6]), frame=frame,
                      gsd_m=float(meta["gsd_m"]), name=str(meta.get("name", "map")))
