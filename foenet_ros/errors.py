@@ -57,3 +57,36 @@ class DatasetError(FoenetError):
 
 class BagError(FoenetError):
     """A rosbag is unreadable, truncated, or lacks the topics a command needs."""
+
+
+# ---- input validation (foenet_ros.geo.validate): one type per kind of bad input --------------
+class InputError(FoenetError, ValueError):
+    """An input value outside its physical range (a prior, a heading...)."""
+
+
+class PriorError(InputError):
+    """An invalid position prior: latitude/longitude out of range or not finite, sigma <= 0 or absurd."""
+
+
+class HeadingError(InputError):
+    """A heading that is not a finite angle."""
+
+
+class IntrinsicsError(CameraError):
+    """Camera intrinsics outside the physically possible range (focal length, principal point)."""
+
+
+class DistortionError(CameraError):
+    """Lens distortion coefficients that no real lens has (absurd size, a fold-over inside the image)."""
+
+
+class AttitudeError(CameraError):
+    """A camera roll/pitch that is not finite or outside the supported tilt range."""
+
+
+class AltitudeError(CameraError):
+    """A height above ground that is not finite, not positive, or beyond any drone's reach."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image whose header announces more pixels than the configured budget (checked before decoding)."""

@@ -223,3 +223,100 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------- images with a pixel budget
+DEFAULT_MAX_MEGAPIXELS = 120.0  # the largest drone cameras are ~100 MP
+
+
+def image_size_from_header(source: str | os.PathLike | bytes) -> tuple[int, int]:
+    """``(width, height)`` of an encoded image (file path or bytes) read from its header only.
+
+    Pillow's lazy open parses the header without decoding a pixel, so a 316 KB PNG that
+    announces 18000 x 18000 costs nothing here.
+
+    Raises:
+        ImageError: missing file, or not an image format Pillow can identify.
+    """
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from .errors import ImageError, ImageTooLargeError
+
+    name = "image buffer" if isinstance(source, (bytes, bytearray, memoryview)) else f"image {source}"
+    fp = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError:  # raised by Pillow's header parse beyond 2x its MAX_IMAGE_PIXELS
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageTooLargeError(
+            f"{name} announces more than {limit:.0f} MP (Pillow's decompression-bomb limit)"
+        ) from None
+    except FileNotFoundError:
+        raise ImageError(f"cannot read {name}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"cannot read {name}: not a decodable image ({first_line(exc)})") from None
+
+
+def check_image_budget(source: str | os.PathLike | bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+                       ) -> tuple[int, int]:
+    """``(width, height)`` from the header; :class:`ImageTooLargeError` when over ``max_megapixels``."""
+    from .errors import ImageError, ImageTooLargeError
+
+    name = "image buffer" if isinstance(source, (bytes, bytearray, memoryview)) else f"image {source}"
+    try:
+        w, h = image_size_from_header(source)
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{exc}, over the {max_megapixels:g} MP budget: downscale it") from None
+    if w < 1 or h < 1:
+        raise ImageError(f"{name} has an empty size {w}x{h}")
+    if w * h > max_megapixels * 1e6:
+        raise ImageTooLargeError(
+            f"{name} is {w}x{h} ({w * h / 1e6:.0f} MP), over the {max_megapixels:g} MP budget: downscale it "
+            "(or raise the limit, e.g. --max-megapixels)"
+        )
+    return w, h
+
+
+def read_image_checked(path: str | os.PathLike, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+                       max_side: int | None = None) -> "np.ndarray":  # noqa: F821 - numpy imported lazily
+    """Decode an image file to ``[H, W, 3] uint8 RGB`` after checking its header against a pixel budget.
+
+    Args:
+        path: the image file (any format Pillow identifies and OpenCV decodes: JPEG, PNG, TIFF, BMP, WebP...).
+        max_megapixels: refuse images whose header announces more pixels than this (millions),
+            before any pixel is allocated: a PNG bomb or a 20000 x 20000 JPEG costs nothing.
+        max_side: optionally decode smaller: the longer side is reduced to at most this many pixels
+            (JPEG is decoded directly at 1/2, 1/4 or 1/8 scale, the rest resized after decoding).
+
+    Raises:
+        ImageTooLargeError: over the budget (message with the size and the budget).
+        ImageError: missing, unidentifiable or undecodable file.
+    """
+    import cv2
+
+    from .errors import ImageError
+
+    w, h = check_image_budget(path, max_megapixels)
+    flag = cv2.IMREAD_COLOR
+    reduce = 1
+    if max_side is not None and max(w, h) > max_side:
+        reduce = max(k for k in (1, 2, 4, 8) if max(w, h) / k >= max_side)
+        flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    try:
+        img = cv2.imread(str(path), flag)
+    except cv2.error as exc:  # OpenCV's own limits (CV_IO_MAX_IMAGE_PIXELS) or a decoder failure
+        raise ImageError(f"cannot decode image {path}: {first_line(exc)}") from None
+    if img is None:
+        raise ImageError(f"cannot decode image {path}: corrupt, truncated, or a format OpenCV cannot read")
+    if max_side is not None and max(img.shape[:2]) > max_side:
+        s = max_side / max(img.shape[:2])
+        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                         interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -16,6 +16,9 @@ import math
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..utils import DEFAULT_MAX_MEGAPIXELS
+
 HELP = "localize drone images against a tile index (JSON out)"
 
 EXAMPLES = """
@@ -28,6 +31,8 @@ EXAMPLES = """
 """
 
 log = logging.getLogger(__name__)
+
+PRIOR_SIGMA_DEFAULT = 50.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="camera roll and pitch (tilt from nadir), degrees, e.g. from the IMU")
     p.add_argument("--prior", type=float, nargs=2, default=None, metavar=("LAT", "LON"),
                    help="position prior (e.g. the last GNSS fix): search near it first")
-    p.add_argument("--prior-sigma-m", type=float, default=50.0, help="1-sigma radius of --prior, metres (default 50)")
+    p.add_argument("--prior-sigma-m", type=float, default=PRIOR_SIGMA_DEFAULT,
+                   help=f"1-sigma radius of --prior, metres (default {PRIOR_SIGMA_DEFAULT:g})")
     p.add_argument("--top-k", type=int, default=None, help="candidates to verify (default from LocalizerConfig)")
     p.add_argument("--feature", choices=("sift", "orb"), default=None, help="local features for verification")
     p.add_argument("--independent", action="store_true", help="reset the tracker before every image")
@@ -52,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, metavar="OUT.png",
                    help="draw frame, map, candidates and inlier matches (several images: OUT_0.png, OUT_1.png, ...)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
+                   help="refuse images whose header announces more pixels than this, millions, checked before "
+                        f"decoding (default {DEFAULT_MAX_MEGAPIXELS:g})")
 
 
 def read_camera_info(path: str | Path):
@@ -89,21 +98,49 @@ def read_camera_info(path: str | Path):
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise CameraError(f"{path}: not a CameraInfo YAML ({exc!r}); need image_width/height + camera_matrix "
                           "(camera_calibration) or width/height/k/d (CameraInfo message)") from exc
-    return intr.validate()
+    try:
+        return intr.validate()
+    except CameraError as exc:  # keep the subclass (IntrinsicsError, DistortionError), name the file
+        raise type(exc)(f"{path}: {exc}") from None
 
 
-def _read_image(path: str):
-    import cv2
+def check_inputs(args: argparse.Namespace) -> dict:
+    """Validate the flags that describe the flight (before any model or index is loaded).
 
-    from ..errors import ImageError
+    Returns ``{"prior": (lat, lon, sigma_m) | None, "altitude_m", "heading_deg", "attitude"}``
+    normalised. Raises a FoenetError subclass (PriorError, IntrinsicsError, AltitudeError,
+    AttitudeError, HeadingError) whose one line the CLI prints with exit code 2.
+    """
+    from ..geo import CameraIntrinsics
+    from ..geo.validate import check_altitude, check_attitude, check_heading, check_prior
 
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"cannot read image {path}: missing or not an image OpenCV can decode")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    out: dict = {"prior": None, "altitude_m": None, "heading_deg": None, "attitude": None}
+    if args.prior is not None:
+        out["prior"] = check_prior(args.prior[0], args.prior[1], args.prior_sigma_m)  # (lat, lon, sigma_m)
+    elif args.prior_sigma_m != PRIOR_SIGMA_DEFAULT:
+        check_prior(0.0, 0.0, args.prior_sigma_m)  # a bad sigma is an error even without --prior
+    if args.hfov is not None:
+        CameraIntrinsics.from_hfov(args.hfov, 640, 480)  # the fx range check: --hfov 0.0001 is not a camera
+    if args.altitude_m is not None:
+        out["altitude_m"] = check_altitude(args.altitude_m)
+    if args.heading_deg is not None:
+        out["heading_deg"] = check_heading(args.heading_deg)
+    if args.attitude is not None:
+        out["attitude"] = check_attitude(*args.attitude)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..utils import check_image_budget, read_image_checked
+
+    # everything a user can get wrong is checked before torch, the model or the index load
+    if not (args.max_megapixels > 0):
+        raise ConfigError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    for path in args.images:  # the pixel budget, from the headers: a PNG bomb costs nothing
+        check_image_budget(path, args.max_megapixels)
+    inputs = check_inputs(args)
+    base_camera = read_camera_info(args.camera_info) if args.camera_info else None
+
     from ..geo import CameraIntrinsics
     from ..localize import Localizer, LocalizerConfig, Prior
     from ..localize.plot import plot_estimate
@@ -113,17 +150,16 @@ def run(args: argparse.Namespace) -> int:
         overrides["search_k"] = max(LocalizerConfig().search_k, 4 * overrides["top_k"])
     config = LocalizerConfig().replace(**overrides)
     loc = Localizer.from_paths(args.index, args.model, device=args.device, config=config)
-    base_camera = read_camera_info(args.camera_info) if args.camera_info else None
-    prior = Prior(args.prior[0], args.prior[1], args.prior_sigma_m) if args.prior else None
+    prior = Prior(*inputs["prior"]) if inputs["prior"] else None
     for i, path in enumerate(args.images):
-        frame = _read_image(path)
+        frame = read_image_checked(path, args.max_megapixels)
         camera = base_camera
         if args.hfov is not None:
             camera = CameraIntrinsics.from_hfov(args.hfov, frame.shape[1], frame.shape[0])
         if args.independent:
             loc.reset()
-        est = loc.localize(frame, camera=camera, prior=prior, heading_deg=args.heading_deg,
-                           altitude_m=args.altitude_m, attitude=args.attitude, stamp=float(i))
+        est = loc.localize(frame, camera=camera, prior=prior, heading_deg=inputs["heading_deg"],
+                           altitude_m=inputs["altitude_m"], attitude=inputs["attitude"], stamp=float(i))
         full = est.to_json()
         if args.json:
             out = {"image": path, **full}

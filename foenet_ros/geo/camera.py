@@ -27,11 +27,13 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ..errors import CameraError
+from .validate import check_distortion, check_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -132,25 +134,13 @@ class CameraIntrinsics:
         )
 
     def validate(self) -> "CameraIntrinsics":
-        """Raise :class:`CameraError` on NaN/inf, non-positive focal length/size, or a principal point
-        outside the image; return ``self`` so it can be chained."""
-        vals = (self.fx, self.fy, self.cx, self.cy, *self.dist)
-        if not all(math.isfinite(v) for v in vals):
-            raise CameraError(f"camera intrinsics contain NaN/inf: {self}; check the CameraInfo / calibration file")
-        if int(self.width) != self.width or int(self.height) != self.height or self.width < 2 or self.height < 2:
-            raise CameraError(f"bad image size {self.width}x{self.height}: width and height must be integers >= 2")
-        if self.fx <= 0 or self.fy <= 0:
-            raise CameraError(
-                f"focal lengths must be positive (fx={self.fx}, fy={self.fy}); "
-                "an all-zero CameraInfo means the camera is uncalibrated: pass --hfov instead"
-            )
-        if not (-0.5 <= self.cx <= self.width - 0.5 and -0.5 <= self.cy <= self.height - 0.5):
-            raise CameraError(
-                f"principal point ({self.cx}, {self.cy}) lies outside the {self.width}x{self.height} image; "
-                "are the intrinsics for another resolution? (use CameraIntrinsics.scaled)"
-            )
-        if len(self.dist) not in (0, 4, 5, 8, 12, 14):
-            raise CameraError(f"OpenCV distortion needs 4, 5, 8, 12 or 14 coefficients, got {len(self.dist)}")
+        """Raise a :class:`CameraError` subclass unless a real camera can have these intrinsics; return ``self``.
+
+        Checks (see :mod:`foenet_ros.geo.validate` for the bounds and why): finite values, integer
+        size >= 2, fx/fy in [0.05, 20] x width, principal point inside the image
+        (:class:`IntrinsicsError`); distortion coefficients of a real lens (:class:`DistortionError`).
+        """
+        _validate_intrinsics(self)
         return self
 
     def to_json(self) -> dict:
@@ -162,6 +152,13 @@ class CameraIntrinsics:
             int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]),
             tuple(d.get("dist") or ()),
         ).validate()
+
+
+@lru_cache(maxsize=64)
+def _validate_intrinsics(intr: CameraIntrinsics) -> None:
+    """Cached: a stream's CameraInfo is validated once, not at every frame (a failure is not cached)."""
+    check_intrinsics(intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy)
+    check_distortion(intr.dist, intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,16 +56,71 @@ class Prior:
     sigma_m: float = 50.0
 
     @classmethod
-    def coerce(cls, prior: Any) -> "Prior | None":
-        """Accept a Prior, a ``(lat, lon[, sigma_m])`` tuple, a dict, or a GeoEstimate."""
-        if prior is None or isinstance(prior, Prior):
-            return prior
-        if isinstance(prior, GeoEstimate):
-            return cls(prior.lat, prior.lon, prior.sigma_m) if prior.has_fix else None
-        if isinstance(prior, dict):
-            return cls(float(prior["lat"]), float(prior["lon"]), float(prior.get("sigma_m", 50.0)))
-        values = [float(v) for v in prior]
-        return cls(*values[:3])
+    def coerce(cls, prior: Any, *, strict: bool = False) -> "Prior | None":
+        """Accept a Prior, a ``(lat, lon[, sigma_m])`` tuple, a dict, or a GeoEstimate, validated
+        (:func:`foenet_ros.geo.validate.check_prior`: WGS84 range, finite, 0 < sigma <= 100 km).
+
+        An invalid prior raises :class:`PriorError` with ``strict=True``; otherwise it is logged
+        (WARNING, at most every 10 s) and ignored (``None``): a faulty or spoofed GNSS fix must
+        never stop localization. ``None`` and a GeoEstimate without a fix give ``None``.
+        """
+        from ..errors import PriorError
+        from ..geo.validate import check_prior
+
+        try:
+            if prior is None:
+                return None
+            if isinstance(prior, GeoEstimate):
+                if not prior.has_fix:
+                    return None
+                values = [prior.lat, prior.lon, prior.sigma_m]
+            elif isinstance(prior, Prior):
+                values = [prior.lat, prior.lon, prior.sigma_m]
+            elif isinstance(prior, dict):
+                if "lat" not in prior or "lon" not in prior:
+                    raise PriorError(f"a prior dict needs 'lat' and 'lon' (and optionally 'sigma_m'), got {sorted(map(str, prior))}")
+                values = [prior["lat"], prior["lon"], prior.get("sigma_m", 50.0)]
+            else:
+                try:
+                    values = list(prior)
+                except TypeError:
+                    raise PriorError(f"a prior is a Prior, (lat, lon[, sigma_m]) or a dict, got {type(prior).__name__}") from None
+                if len(values) not in (2, 3):
+                    raise PriorError(f"a prior is (lat, lon[, sigma_m]), got {len(values)} values")
+                values = values + [50.0] * (3 - len(values))
+            return cls(*check_prior(*values))
+        except PriorError as exc:
+            if strict:
+                raise
+            _warn_ignored_prior(exc)
+            return None
+
+
+def validate_prior(prior: Any) -> "Prior | None":
+    """The lenient check the Localizer uses: a valid :class:`Prior`, or ``None`` (logged) when invalid."""
+    return Prior.coerce(prior, strict=False)
+
+
+def validate_prior_strict(prior: Any) -> "Prior | None":
+    """The strict check (CLI, configuration): a valid :class:`Prior` (or ``None`` for no prior); raises PriorError."""
+    return Prior.coerce(prior, strict=True)
+
+
+_ignored_prior = {"last": -math.inf, "suppressed": 0}
+
+
+def _warn_ignored_prior(exc: Exception) -> None:
+    """WARNING for an ignored prior, rate-limited (a bad GNSS stream would otherwise log at frame rate)."""
+    import logging
+    import time
+
+    now = time.monotonic()
+    if now - _ignored_prior["last"] < 10.0:
+        _ignored_prior["suppressed"] += 1
+        return
+    more = f" ({_ignored_prior['suppressed']} more since the last warning)" if _ignored_prior["suppressed"] else ""
+    logging.getLogger(__name__).warning("ignoring an invalid position prior: %s%s", exc, more)
+    _ignored_prior.update(last=now, suppressed=0)
 
 
 @dataclass

@@ -242,8 +242,10 @@ class Localizer:
         The convergence is evaluated where the drone probably is: the prior, else the track, else
         the middle of the map (it changes by ~0.01 deg per km, far below the matching tolerance).
         """
-        if prior is not None:
-            x, y = self.index.frame.from_lonlat(prior.lon, prior.lat)
+        near = None if prior is None else self.index.frame.from_lonlat(prior.lon, prior.lat)
+        reach = 5e3 + 0.5 * float(np.hypot(*self.map.size_m))  # a prior farther off the map says nothing about it
+        if near is not None and np.all(np.isfinite(near)) and np.hypot(*np.subtract(near, self._map_center)) <= reach:
+            x, y = near
         elif self.tracker.initialised:
             x, y = (float(v) for v in self.tracker.position)
         else:

@@ -11,16 +11,33 @@ import numpy as np
 from ..errors import CameraError, ImageError
 
 
+MAX_FRAME_MEGAPIXELS = 120.0  # the largest drone cameras are ~100 MP; beyond that it is not a camera frame
+MAX_FRAME_ASPECT = 8.0  # wider than 8:1 is a strip or a corrupt buffer, not a camera frame
+
+
 def check_frame(frame: np.ndarray) -> np.ndarray:
-    """Return ``frame`` as [H,W,3] uint8 RGB (mono replicated, alpha dropped) or raise :class:`ImageError`."""
+    """Return ``frame`` as [H,W,3] uint8 RGB (mono replicated, alpha dropped) or raise :class:`ImageError`.
+
+    Refused: not an array, wrong dtype/channels, smaller than 32x32, an aspect beyond 8:1, more
+    than 120 MP (:class:`ImageTooLargeError`).
+    """
+    from ..errors import ImageTooLargeError
     from ..model.encode import to_rgb_uint8
 
     if not isinstance(frame, np.ndarray):
         raise ImageError(f"frame must be a numpy uint8 image [H,W,3] RGB, got {type(frame).__name__}")
     if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
         raise ImageError(f"frame must have 1, 3 or 4 channels (RGB), got shape {frame.shape}")
-    if frame.ndim in (2, 3) and min(frame.shape[:2]) < 32:
-        raise ImageError(f"frame of shape {frame.shape} is too small to localize (need at least 32x32 pixels)")
+    if frame.ndim in (2, 3):
+        h, w = frame.shape[:2]
+        if min(h, w) < 32:
+            raise ImageError(f"frame of shape {frame.shape} is too small to localize (need at least 32x32 pixels)")
+        if max(h, w) > MAX_FRAME_ASPECT * min(h, w):
+            raise ImageError(f"frame of shape {frame.shape} has an aspect beyond {MAX_FRAME_ASPECT:g}:1: not a camera frame")
+        if h * w > MAX_FRAME_MEGAPIXELS * 1e6:
+            raise ImageTooLargeError(
+                f"frame of {w}x{h} ({h * w / 1e6:.0f} MP) exceeds {MAX_FRAME_MEGAPIXELS:g} MP: downscale it first"
+            )
     return to_rgb_uint8(frame)
 
 
@@ -28,10 +45,16 @@ def camera_for_frame(camera, frame_shape: tuple[int, ...]):
     """Validate ``camera`` (CameraIntrinsics) and rescale it to the frame's size if the frame was resized.
 
     Raises:
-        CameraError: NaN/negative intrinsics, or a frame whose aspect differs from the calibration.
+        CameraError: not a CameraIntrinsics; intrinsics or distortion no real camera has
+            (:class:`IntrinsicsError`, :class:`DistortionError`); a frame whose aspect differs
+            from the calibration.
     """
+    from ..geo import CameraIntrinsics
+
     if camera is None:
         return None
+    if not isinstance(camera, CameraIntrinsics):
+        raise CameraError(f"camera must be a CameraIntrinsics (or None), got {type(camera).__name__}")
     camera.validate()
     h, w = frame_shape[:2]
     if (camera.width, camera.height) == (w, h):
