@@ -46,7 +46,7 @@ from .data import (
 )
 from .errors import CheckpointError, ConfigError
 from .model import FOENet, create_model, info_nce_loss, load_checkpoint, save_checkpoint, triplet_loss
-from .utils import atomic_path, resolve_device, write_json_atomic
+from .utils import atomic_path, atomic_replace_dir, make_tmp_dir, recover_dir, resolve_device, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -359,17 +359,11 @@ def train(config: TrainConfig) -> Path:
 
     start_epoch, step = 0, 0
     state_path = out / STATE_FILE
-    if cfg.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        ckpt = out / state["checkpoint"]
-        resumed = load_checkpoint(ckpt)
-        net.load_state_dict(resumed.state_dict(), strict=True)
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
-        log.info("resuming %s after epoch %d (step %d)", out, start_epoch - 1, step)
-        if dist.main:
-            print(f"resuming from {ckpt} (epoch {start_epoch} of {cfg.epochs})")
+    resumed_from: Path | None = None
+    if cfg.resume and (state_path.is_file() or _epoch_dirs(out)):
+        resumed_from, start_epoch, step = _resume(out, net, opt, scaler)
+        if resumed_from is not None and dist.main:
+            print(f"resuming from {resumed_from} (epoch {start_epoch} of {cfg.epochs})")
 
     collate = PairCollator(input_size, net.config.mean, net.config.std)
     csv_path = out / LOG_FILE
@@ -459,14 +453,17 @@ def train(config: TrainConfig) -> Path:
     final = out / "final"
     if dist.main:
         if last_ckpt is None:
-            if not state_path.is_file():
+            if resumed_from is None:
                 raise ConfigError("training ran no step (max_steps=0 reached or empty loader)")
-            last_ckpt = out / torch.load(state_path, map_location="cpu", weights_only=True)["checkpoint"]
-        tmp = out / ".final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(last_ckpt, tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+            last_ckpt = resumed_from
+        recover_dir(final)
+        tmp = make_tmp_dir(final)
+        try:
+            shutil.copytree(last_ckpt, tmp, dirs_exist_ok=True)
+            atomic_replace_dir(tmp, final)  # a crash never leaves the run without a final/
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         write_json_atomic(out / "summary.json", {
             **record, "steps": step, "epochs_done": epoch + 1, "final_checkpoint": str(final),
             "train_images_per_s": throughput, "wall_s": time.time() - t_run,
@@ -478,6 +475,57 @@ def train(config: TrainConfig) -> Path:
 
         tdist.barrier()
     return final
+
+
+def _epoch_dirs(out: Path) -> list[Path]:
+    """``epoch_NNN`` checkpoint directories of a run, newest first."""
+    dirs = [p for p in out.glob("epoch_*") if p.is_dir() and p.name[6:].isdigit()]
+    return sorted(dirs, key=lambda p: int(p.name[6:]), reverse=True)
+
+
+def _resume(out: Path, net: FOENet, opt, scaler) -> tuple[Path | None, int, int]:
+    """Restore model (+ optimizer and scaler when their state is intact); return ``(checkpoint, start_epoch, step)``.
+
+    ``train_state.pt`` normally names the last checkpoint and holds the optimizer state. When it is
+    truncated or corrupt, or names a checkpoint that no longer loads, training falls back to the
+    newest intact ``epoch_NNN`` checkpoint with a WARNING (fresh optimizer moments, the schedule
+    continues from that epoch) instead of ending in a traceback. No intact checkpoint: start over.
+    """
+    state, why = None, ""
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not {"epoch", "step", "checkpoint", "optimizer", "scaler"} <= set(state):
+                raise ValueError("missing keys")
+        except Exception as exc:  # truncated zip, unpickling refused by weights_only, wrong content
+            state, why = None, f"{STATE_FILE} is unreadable ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    candidates = _epoch_dirs(out)
+    if state is not None:
+        named = out / str(state["checkpoint"])
+        candidates = [named] + [c for c in candidates if c != named]
+    for ckpt in candidates:
+        try:
+            resumed = load_checkpoint(ckpt)
+            net.load_state_dict(resumed.state_dict(), strict=True)
+        except (CheckpointError, RuntimeError) as exc:
+            why = why or f"checkpoint {ckpt.name} does not load ({exc})"
+            log.warning("skipping checkpoint %s: %s", ckpt, exc)
+            continue
+        if state is not None and ckpt == out / str(state["checkpoint"]):
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+        else:
+            train_info = json.loads((ckpt / "config.json").read_text()).get("train") or {}
+            start_epoch = int(train_info.get("epoch", int(ckpt.name[6:])))
+            step = int(train_info.get("step", 0))
+            log.warning("%s: resuming from the newest intact checkpoint %s (epoch %d, step %d) with a fresh optimizer "
+                        "state", why or "no training state", ckpt, start_epoch, step)
+        log.info("resuming %s after epoch %d (step %d)", out, start_epoch - 1, step)
+        return ckpt, start_epoch, step
+    log.warning("%s and no intact epoch checkpoint in %s: training starts from scratch", why or "no training state", out)
+    return None, 0, 0
 
 
 def _save_epoch(out: Path, net: FOENet, opt, scaler, cfg: TrainConfig, epoch: int, step: int, loss: float, record: dict) -> Path:

@@ -11,8 +11,7 @@ import pytest
 
 from foenet_ros.index import IndexConfig, TileIndex, build_index
 
-HFOV = 70.0
-IMAGE_SIZE = (640, 480)
+from .faultlib import HFOV, IMAGE_SIZE
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from typing import Callable
 
 from foenet_ros.index.manifest import CHECKSUM_KEY, MANIFEST, manifest_checksum, write_manifest
 
+HFOV = 70.0  # the camera of the fault tests' index and frames
+IMAGE_SIZE = (640, 480)
 
 def reseal(index: Path, edit: Callable[[dict], None] | None = None) -> dict:
     """Apply ``edit`` to the manifest and write it back *with a valid checksum and file hashes*.

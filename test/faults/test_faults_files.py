@@ -5,6 +5,7 @@ version and removes the leftovers of dead processes (never those of a live one).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -138,3 +139,72 @@ def test_recovery_errors_are_logged_not_raised(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(os, "replace", refuse)
     assert recover_dir(tmp_path / "x") == []
     assert old.exists() and "cannot clean up" in caplog.text
+
+
+# ---------------------------------------------------------------------- the demo data cache
+def test_assembled_map_in_the_cache_is_rehashed_and_rebuilt(tmp_path, monkeypatch):
+    """A tile-assembled map has no canonical sha256; its content is checked against the record
+    written when it was assembled (not its mtime), and a mismatch re-assembles it."""
+    from foenet_ros import maps
+
+    monkeypatch.delenv("FOENET_DATA", raising=False)
+    monkeypatch.setenv(maps.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    def assemble(out, progress=True):
+        calls.append(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"assembled mosaic v%d" % len(calls))
+        return out
+
+    monkeypatch.setitem(maps.ASSEMBLERS, "fake_recipe", assemble)
+    f = maps.DataFile("fake/mosaic.tif", "0" * 64, "test", recipe="fake_recipe")
+    p = maps.resolve_file(f, progress=False)
+    assert p.read_bytes() == b"assembled mosaic v1" and len(calls) == 1
+    assert maps.resolve_file(f, download=False) == p and len(calls) == 1  # intact: reused
+    # same size, same mtime, other content (bit rot): detected by content
+    st = p.stat()
+    p.write_bytes(b"assembled mosaic X1")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert maps.resolve_file(f, download=False) is None  # refused, not used
+    assert maps.resolve_file(f, progress=False) == p and len(calls) == 2  # rebuilt
+    assert p.read_bytes() == b"assembled mosaic v2" and maps.content_ok(p)
+    # a cached copy without its record (an older cache) is not trusted either
+    (p.parent / "mosaic.tif.sha256.json").unlink()
+    assert maps.resolve_file(f, download=False) is None
+
+
+def test_downloaded_file_is_rehashed_at_every_use(tmp_path, monkeypatch):
+    from foenet_ros import maps
+
+    monkeypatch.delenv("FOENET_DATA", raising=False)
+    monkeypatch.setenv(maps.CACHE_ENV, str(tmp_path / "cache"))
+    src = tmp_path / "remote.bin"
+    src.write_bytes(b"payload-1")
+    f = maps.DataFile("x/remote.bin", maps.hashlib.sha256(b"payload-1").hexdigest(), "test", url=src.as_uri())
+    p = maps.resolve_file(f)
+    st = p.stat()
+    p.write_bytes(b"payload-2")  # same size
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert maps.resolve_file(f, download=False) is None
+    assert maps.resolve_file(f) == p and p.read_bytes() == b"payload-1"  # downloaded again
+
+
+def test_cached_demo_crop_is_rehashed_and_recropped(tmp_path, monkeypatch, fault_map, caplog):
+    from foenet_ros import maps
+
+    monkeypatch.delenv("FOENET_DATA", raising=False)
+    monkeypatch.setenv(maps.CACHE_ENV, str(tmp_path / "cache"))
+    src = fault_map.to_geotiff(tmp_path / "src.tif")
+    monkeypatch.setattr(maps, "resolve_map", lambda name, **kw: [src])
+    monkeypatch.setitem(maps.REGISTRY, "faultmap", maps.MapEntry("faultmap", "test", (), "test"))
+    dm = maps.demo_map("faultmap", crop_frac=(0.5, 0.5), max_side_px=200, download=False)
+    crop = dm.paths[0]
+    good = crop.read_bytes()
+    assert maps.content_ok(crop)
+    data = bytearray(good)
+    data[len(data) // 2] ^= 0xFF
+    crop.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="foenet_ros.maps"):
+        dm2 = maps.demo_map("faultmap", crop_frac=(0.5, 0.5), max_side_px=200, download=False)
+    assert "cropping it again" in caplog.text and dm2.paths[0] == crop and crop.read_bytes() == good

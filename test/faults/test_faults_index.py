@@ -15,11 +15,12 @@ import sys
 
 import numpy as np
 import pytest
-from faultlib import flip_bytes, reseal, write_sealed
 
 from foenet_ros.errors import ConfigError, FoenetError, IndexCorruptError
 from foenet_ros.index import TileIndex
 from foenet_ros.index.manifest import CHECKSUM_KEY, DATA_FILES, MANIFEST, manifest_checksum, write_manifest
+
+from .faultlib import flip_bytes, reseal, write_sealed
 
 
 def _refused(path, match: str, **kw) -> str:

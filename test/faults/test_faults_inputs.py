@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import HFOV, IMAGE_SIZE
 
 from foenet_ros.errors import (
     AltitudeError,
@@ -50,6 +49,8 @@ from foenet_ros.geo.validate import (
 from foenet_ros.localize import Localizer, LocalizerConfig, Prior
 from foenet_ros.localize.estimate import validate_prior, validate_prior_strict
 from foenet_ros.utils import check_image_budget, image_size_from_header, read_image_checked
+
+from .faultlib import HFOV, IMAGE_SIZE
 
 INTR = CameraIntrinsics.from_hfov(HFOV, *IMAGE_SIZE)
 
