@@ -20,6 +20,7 @@ from ..errors import ConfigError, EmptyIndexError
 from ..utils import atomic_replace_dir, make_tmp_dir, recover_dir
 from . import faiss_store
 from .config import IndexConfig
+from .fine import build_fine, fine_extractors
 from .manifest import (
     FAISS_FILE,
     FORMAT_VERSION,
@@ -129,6 +130,9 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
         faiss_store.write(index, tmp / FAISS_FILE)
         np.savez(tmp / TILES_FILE, **tiles.to_arrays())
         copy_meta = _write_map_copy(raster, tmp, config)
+        # the fine stage's map side: dense feature grids + keypoints, computed once, here
+        fine_entry = build_fine(raster, tmp, config.fine, scales, fine_extractors(config.fine, encoder),
+                                progress=progress)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -144,6 +148,7 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
                 "gsd_m": float(raster.gsd_m),
                 "bounds_xy": [float(v) for v in raster.bounds_xy],
                 "size_px": [int(raster.image.shape[1]), int(raster.image.shape[0])],
+                "accuracy_m": float(config.map_accuracy_m),
             },
             "maps": [{"name": p.name, "sha256": sha256_file(p), "size": p.stat().st_size}
                      for p in source_files if p.is_file()],
@@ -158,6 +163,7 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
             },
             "faiss": {"type": config.index_type, "metric": "inner_product", "params": params},
             "config": config.to_json(),
+            "fine": fine_entry,
         }
         write_manifest(tmp, manifest)  # adds the size + sha256 of every file and the manifest's checksum
         atomic_replace_dir(tmp, out_dir)

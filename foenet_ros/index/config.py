@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .fine import FineConfig
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 
@@ -33,6 +34,13 @@ class IndexConfig:
     # --- map copy stored inside the index (verification + plots without the original rasters)
     map_copy_gsd_m: float | None = None  # None = native, capped by map_copy_max_px
     map_copy_max_px: int = 40_000_000  # cap on width*height of the stored copy
+
+    # --- fine stage (map features precomputed for the Localizer's overlap estimation + refinement)
+    fine: FineConfig = FineConfig()
+    # absolute horizontal accuracy of the map's georeference (1 sigma, metres): goes into every
+    # fix's covariance. Typical: 0.1-0.3 survey/drone orthomosaic with GCPs, 1-3 drone mosaic
+    # without GCPs, 2-5 satellite / web tiles, 1-6 NAIP (USDA: within 6 m at 95 %)
+    map_accuracy_m: float = 1.0
 
     # --- FAISS ----------------------------------------------------------------------------
     index_type: str = "flat"  # "flat" (exact inner product) | "hnsw" | "ivf"
@@ -69,6 +77,8 @@ class IndexConfig:
         for name in ("batch_size", "chunk_tiles", "hnsw_m", "hnsw_ef_search", "map_copy_max_px"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.map_accuracy_m >= 0 and self.map_accuracy_m < 1e4):
+            raise ConfigError(f"map_accuracy_m must be in [0, 1e4) metres, got {self.map_accuracy_m}")
         if self.tile_px is not None and self.tile_px < 16:
             raise ConfigError(f"tile_px must be >= 16, got {self.tile_px}")
 

@@ -1,4 +1,4 @@
-"""``LocalizerConfig``: every knob of the query side, frozen, with measured defaults."""
+"""``LocalizerConfig``: every knob of the query side, frozen, with measured defaults and a safety envelope."""
 
 from __future__ import annotations
 
@@ -7,86 +7,155 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-FEATURES = ("sift", "orb")
+#: local features used for refinement (the index caches SIFT keypoints of the map)
+FEATURES = ("sift",)
+#: ``refine`` policies
+REFINE_POLICIES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
 class LocalizerConfig:
-    """Settings of :class:`foenet_ros.localize.Localizer` (defaults tuned on rendered Banepa views).
+    """Settings of :class:`foenet_ros.localize.Localizer`.
 
+    Preprocessing:
+        work_max_side: a frame is downscaled once, first, so its longer side is at most this (pixels).
+        verify_max_side: the frame is downscaled further to this longer side for keypoints.
     Retrieval:
-        top_k: candidates verified per frame (after removing near-duplicate tiles).
+        top_k: candidate tiles examined per frame (after removing near-duplicate tiles).
         search_k: tiles fetched from the index before de-duplication.
         dedup_frac: two candidates closer than this fraction of the smaller tile are one place.
         unknown_heading_rotations: without a heading, the query is encoded this many times, rotated
             by 360/n degrees each, and the best score per tile kept (1 = assume north-up).
-        upright_hypotheses: heading unknown and nothing verified: retry upright at this many rotations (0 = off).
-            Upright SIFT + the 3-DOF model at the query rotations retrieval liked best; rescues
-            north-aligned drone photos vs. satellite maps (upright SIFT tolerates ~10 deg).
-    Verification:
-        feature: "sift" (default; robust across sources) or "orb" (faster, weaker).
-        max_features: keypoints per image.
+        crop_factor: a candidate's search region is this many times its tile size.
+    Fine stage (dense overlap estimation on the precomputed map features):
+        fine_methods: dense feature methods to correlate (those the index stores; "cfog", "foenet").
+        fine_coarse_cells: the coarse heatmap's template is about this many cells wide.
+        fine_patch_level_cells: the patch refinement's template is about this many cells wide.
+        fine_patch_cells: side of a refinement patch, cells.
+        fine_patch_search_cells: a patch is searched this many cells around its predicted place (at least 2 coarse cells).
+        fine_patch_min_z: a patch counts when its peak is this many robust sigmas above its neighbourhood.
+        fine_patch_tol_cells: a patch agrees with the fitted transform within this many cells.
+        fine_homography_min: without IMU attitude, this many agreeing patches allow a homography (tilt).
+        fine_heading_step_deg: heading bins of the coarse heatmap, degrees apart.
+        fine_max_heading_bins: at most this many heading bins (they span +-2 sigma of the heading).
+        fine_scale_step: scale bins, log-spaced by this step.
+        fine_max_scale_bins: at most this many scale bins (they span +-2 sigma of the altitude).
+        fine_unknown_scale_range: without an altitude, scale bins span +- this (log) around the tile's footprint.
+        fine_min_overlap: placements covering less of the frame's projection are not considered.
+        fine_beta: heatmap sharpness (p ~ exp(beta * z)) for the covariance of the coarse peak.
+        fine_bootstrap: refits over resampled patches for the fine covariance.
+        fine_min_inliers: a dense fix needs this many agreeing patches.
+        fine_min_margin: ... a coarse peak this many robust sigmas above the best rival place.
+        fine_min_z: ... and a coarse peak z-score of at least this.
+        fine_decisive_z: a region whose coarse peak has this z-score ...
+        fine_decisive_margin: ... and this margin ends the search (lower-ranked regions are skipped).
+        fine_sigma_scale: multiplies the dense fit's bootstrap spread (calibrated on held-out views).
+        fine_sweep_step_deg: heading unknown: the coarse sweep's heading step, degrees.
+        fine_sweep_cells: heading unknown: the sweep's template is about this many cells wide.
+        fine_sweep_candidates: heading unknown: the sweep runs on this many best retrieved tiles.
+    Keypoint refinement (frame SIFT vs. the index's cached map keypoints):
+        refine: "auto" (where it pays: no IMU attitude, or not tracking), "always", "never".
+        max_features: keypoints per frame.
         ratio: Lowe ratio test threshold.
-        ransac_px: RANSAC reprojection threshold in verification-image pixels.
-        min_inliers: a candidate with fewer homography inliers is not verified.
-        min_inliers_upright: with a known heading, a candidate whose homography fails may still be
-            verified by a north-up scale+translation model (3 DOF) with at least this many inliers
-            (cross-season / cross-sensor pairs); it reports the image centre, with a wider sigma.
-        strong_inliers: stop verifying further candidates once one has this many inliers.
+        ransac_px: RANSAC reprojection threshold in keypoint-image pixels.
+        min_inliers: a keypoint fix needs this many distinct, well-spread inliers.
         min_spread: inliers must spread over the frame (std >= this fraction of its width/height).
-        verify_max_side: the frame is resized so its longer side is at most this for features.
-        crop_factor: the map crop verified against a tile is this many times the tile size.
-    Position / covariance:
-        sigma_floor_m: error floor added in quadrature (map georeference, flat-ground assumption).
-        sigma_scale: multiplies the bootstrap spread of the pose (calibrated for 2-sigma ~ 90 %).
-        bootstrap: homography refits on resampled inliers used to estimate the pose spread.
+        guided_radius_m: guided matching radius around the dense prediction, metres (at least 4 dense sigmas).
+    Sensors (1-sigma errors assumed when a value is given without one):
+        heading_sigma_deg: of a given compass heading.
+        altitude_sigma_frac: of a given altitude, as a fraction of it.
+        attitude_sigma_deg: of a given roll/pitch.
+    Error budget (see foenet_ros.localize.budget):
+        sigma_scale: multiplies the keypoint fit's bootstrap spread (calibrated on held-out views).
+        bootstrap: homography refits on resampled inliers for the keypoint covariance.
+        map_accuracy_m: the map's absolute accuracy when the index does not record it (1 sigma, metres).
+        terrain_relief_m: height differences within the footprint (flat-ground error), metres.
+        calibration_sigma_frac: relative focal-length uncertainty of the camera calibration.
+        sigma_floor_m: no stated sigma is ever below this (metres, > 0).
+        unknown_tilt_sigma_deg: without IMU attitude, a dense fix that assumed a nadir camera is off by
+            alt * tan(tilt): the tilt's 1-sigma assumed here (a keypoint homography measures it instead).
         no_intrinsics_sigma_frac: without intrinsics the image centre is reported; its error
             (unknown tilt) is modelled as this fraction of the footprint width (1 sigma).
-        ambiguity_frac: a second verified place with at least this share of the winner's inliers
-            makes the fix ambiguous (covariance widened over both, score lowered).
+        plausible_margin_m: a verified fix must lie within this distance of the map.
         retrieval_max_sigma_m: a retrieval-only answer wider than this is reported as "lost".
         retrieval_min_margin: ... and so is one whose best score exceeds the mean of the other
             candidates' by less than this (no distinct place: e.g. a frame from off the map).
     Tracking / gating:
-        gating_radius_m: minimum search radius around the track or a prior.
-        gate_sigmas: search radius = max(gating_radius_m, gate_sigmas * track sigma).
+        track_radius_m: the tracking window is at least this radius around the prediction, metres.
+        global_every: while tracking, search the whole map again every this many frames (0 = only after a miss).
+        gating_radius_m: minimum retrieval radius around a prior.
+        gate_sigmas: search radius = max(minimum radius, gate_sigmas * sigma of the track or prior).
         global_fallback: when a gated search verifies nothing, also search the whole map.
         accel_sigma: tracker process noise (m/s^2, white acceleration) of smooth flight between fixes.
         coast_accel_sigma: manoeuvre process noise (m/s^2) while coasting without an accepted fix.
-            The open-loop prediction must allow for a turn or brake it cannot see (~0.5 g).
         refused_fix_weight: probability (0-1) that a fix refused by the gate is right (coast sigma).
-            The coasted covariance about the prediction is widened to cover that hypothesis.
         gate_chi2: Mahalanobis gate on fixes (chi-square, 2 dof; 13.8 = 99.9 %).
         max_misses: frames without an accepted fix before the track is lost.
         max_track_sigma_m: the track is lost when its predicted sigma grows beyond this.
         default_dt_s: frame interval assumed when frames carry no stamp.
     """
 
-    top_k: int = 5
-    search_k: int = 30
+    work_max_side: int = 960
+    verify_max_side: int = 640
+
+    top_k: int = 8
+    search_k: int = 40
     dedup_frac: float = 0.5
     unknown_heading_rotations: int = 4
-    upright_hypotheses: int = 2
+    crop_factor: float = 1.6
 
-    feature: str = "sift"
+    fine_methods: tuple[str, ...] = ("cfog",)
+    fine_coarse_cells: int = 64
+    fine_patch_level_cells: int = 128
+    fine_patch_cells: int = 24
+    fine_patch_search_cells: int = 4
+    fine_patch_min_z: float = 3.0
+    fine_patch_tol_cells: float = 1.5
+    fine_homography_min: int = 12
+    fine_heading_step_deg: float = 2.5
+    fine_max_heading_bins: int = 9
+    fine_scale_step: float = 0.05
+    fine_max_scale_bins: int = 5
+    fine_unknown_scale_range: float = 0.3
+    fine_min_overlap: float = 0.5
+    fine_beta: float = 1.0
+    fine_bootstrap: int = 24
+    fine_min_inliers: int = 6
+    fine_min_margin: float = 1.0
+    fine_min_z: float = 5.0
+    fine_decisive_z: float = 10.0
+    fine_decisive_margin: float = 4.0
+    fine_sigma_scale: float = 1.5
+    fine_sweep_step_deg: float = 10.0
+    fine_sweep_cells: int = 32
+    fine_sweep_candidates: int = 3
+
+    refine: str = "auto"
     max_features: int = 2000
     ratio: float = 0.8
     ransac_px: float = 4.0
     min_inliers: int = 20
-    min_inliers_upright: int = 10
-    strong_inliers: int = 80
     min_spread: float = 0.1
-    verify_max_side: int = 640
-    crop_factor: float = 1.6
+    guided_radius_m: float = 6.0
 
-    sigma_floor_m: float = 1.0
+    heading_sigma_deg: float = 3.0
+    altitude_sigma_frac: float = 0.05
+    attitude_sigma_deg: float = 1.0
+
     sigma_scale: float = 3.0
     bootstrap: int = 12
+    map_accuracy_m: float = 0.5
+    terrain_relief_m: float = 2.0
+    calibration_sigma_frac: float = 0.01
+    sigma_floor_m: float = 0.1
+    unknown_tilt_sigma_deg: float = 10.0
     no_intrinsics_sigma_frac: float = 0.15
-    ambiguity_frac: float = 0.6
+    plausible_margin_m: float = 100.0
     retrieval_max_sigma_m: float = 150.0
     retrieval_min_margin: float = 0.05
 
+    track_radius_m: float = 30.0
+    global_every: int = 0
     gating_radius_m: float = 150.0
     gate_sigmas: float = 4.0
     global_fallback: bool = True
@@ -98,31 +167,55 @@ class LocalizerConfig:
     max_track_sigma_m: float = 150.0
     default_dt_s: float = 1.0
 
+    #: hard lower bounds that keep integrity on (a verified fix needs real evidence; sigmas never
+    #: collapse; the gate stays a gate). ``__post_init__`` refuses anything below them.
+    SAFETY_MIN = {
+        "min_inliers": 12, "min_spread": 0.05, "fine_min_inliers": 4, "fine_min_margin": 0.5, "fine_min_z": 3.0,
+        "fine_patch_min_z": 2.0, "sigma_floor_m": 0.05, "sigma_scale": 0.5, "fine_sigma_scale": 0.5,
+        "map_accuracy_m": 0.0, "terrain_relief_m": 0.0, "calibration_sigma_frac": 0.0, "heading_sigma_deg": 0.1,
+        "altitude_sigma_frac": 0.001, "attitude_sigma_deg": 0.01, "gate_chi2": 5.99, "fine_min_overlap": 0.2,
+    }
+    #: upper bounds with the same purpose (a ratio test that accepts everything is no test)
+    SAFETY_MAX = {"ratio": 0.9, "ransac_px": 10.0, "fine_patch_tol_cells": 3.0, "guided_radius_m": 100.0}
+    CHOICES = {"refine": REFINE_POLICIES}
+
     def __post_init__(self) -> None:
-        if self.feature not in FEATURES:
-            raise ConfigError(f"feature must be one of {FEATURES}, got {self.feature!r}")
-        for name in ("top_k", "search_k", "unknown_heading_rotations", "max_features", "min_inliers", "min_inliers_upright",
-                     "strong_inliers", "verify_max_side", "max_misses"):
+        for name in ("top_k", "search_k", "unknown_heading_rotations", "max_features", "min_inliers", "verify_max_side",
+                     "work_max_side", "max_misses", "fine_coarse_cells", "fine_patch_level_cells", "fine_patch_cells",
+                     "fine_patch_search_cells", "fine_max_heading_bins", "fine_max_scale_bins", "fine_sweep_cells",
+                     "fine_sweep_candidates", "fine_homography_min", "fine_min_inliers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.search_k < self.top_k:
             raise ConfigError(f"search_k ({self.search_k}) must be >= top_k ({self.top_k})")
         if not (0.0 < self.ratio < 1.0):
             raise ConfigError(f"ratio must be in (0, 1), got {self.ratio}")
-        if self.min_inliers < 4:
-            raise ConfigError(f"min_inliers must be >= 4 (a homography needs 4 points), got {self.min_inliers}")
-        for name in ("ransac_px", "crop_factor", "sigma_scale", "gating_radius_m", "gate_sigmas", "accel_sigma",
-                     "gate_chi2", "max_track_sigma_m", "default_dt_s", "retrieval_max_sigma_m"):
+        for name in ("ransac_px", "crop_factor", "sigma_scale", "fine_sigma_scale", "gating_radius_m", "gate_sigmas",
+                     "accel_sigma", "gate_chi2", "max_track_sigma_m", "default_dt_s", "retrieval_max_sigma_m",
+                     "fine_heading_step_deg", "fine_scale_step", "fine_beta", "fine_sweep_step_deg", "track_radius_m",
+                     "guided_radius_m", "sigma_floor_m", "fine_patch_tol_cells"):
             if not (getattr(self, name) > 0):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name, lo in self.SAFETY_MIN.items():
+            if not (getattr(self, name) >= lo):
+                raise ConfigError(f"{name}={getattr(self, name)} is below its safety bound {lo}: it would let weak or "
+                                  "wrong fixes through as verified, or state a sigma that cannot hold")
+        for name, hi in self.SAFETY_MAX.items():
+            if not (getattr(self, name) <= hi):
+                raise ConfigError(f"{name}={getattr(self, name)} is above its safety bound {hi}: it would let weak or "
+                                  "wrong fixes through as verified")
+        if self.refine not in REFINE_POLICIES:
+            raise ConfigError(f"refine must be one of {REFINE_POLICIES}, got {self.refine!r}")
+        if not self.fine_methods or any(m not in ("cfog", "foenet") for m in self.fine_methods):
+            raise ConfigError(f"fine_methods must name 'cfog' and/or 'foenet', got {self.fine_methods!r}")
         if not (self.coast_accel_sigma >= self.accel_sigma):
             raise ConfigError(f"coast_accel_sigma ({self.coast_accel_sigma}) must be >= accel_sigma ({self.accel_sigma})")
         if not (0.0 <= self.refused_fix_weight <= 1.0):
             raise ConfigError(f"refused_fix_weight must be in [0, 1], got {self.refused_fix_weight}")
-        if self.upright_hypotheses < 0:
-            raise ConfigError(f"upright_hypotheses must be >= 0, got {self.upright_hypotheses}")
-        if self.sigma_floor_m < 0 or self.bootstrap < 0:
-            raise ConfigError("sigma_floor_m and bootstrap must be >= 0")
+        if not (0.0 <= self.fine_min_overlap <= 1.0):
+            raise ConfigError(f"fine_min_overlap must be in [0, 1], got {self.fine_min_overlap}")
+        if self.bootstrap < 0 or self.fine_bootstrap < 0 or self.global_every < 0:
+            raise ConfigError("bootstrap, fine_bootstrap and global_every must be >= 0")
 
     def replace(self, **changes) -> "LocalizerConfig":
         """A copy with some fields changed (validated again)."""

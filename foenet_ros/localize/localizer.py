@@ -1,14 +1,20 @@
-"""``Localizer``: camera frame -> ``GeoEstimate`` (retrieval, geometric verification, pose, tracking).
+"""``Localizer``: camera frame -> ``GeoEstimate`` (retrieval, fine overlap estimation, refinement, tracking).
 
 Per frame::
 
-    preprocess  validate, undistort (intrinsics + distortion), north-up square query(s), resize
-    encode      FOENet descriptor(s) of the query (4 rotations when the heading is unknown)
-    search      top tiles: gated near the track / prior when there is one, else the whole map
-    verify      SIFT/ORB + ratio test + RANSAC homography against a map crop around each candidate
-    pose        frame -> ground homography -> camera centre, altitude, heading (intrinsics), or the
-                image centre (no intrinsics); covariance from a bootstrap over the inliers
-    track       constant-velocity Kalman filter: gates outliers, bridges misses, detects loss
+    preprocess  validate, downscale once to the working size, undistort, the sensors' pose prior
+    search      tracking: a window around the predicted position (no retrieval at all);
+                otherwise FOENet descriptors (4 rotations when the heading is unknown) -> the best
+                tiles of the whole map (or near a GNSS prior) -> one search region per tile
+    fine        dense overlap estimation on the index's precomputed map features
+                (foenet_ros.localize.fine): a coarse heatmap over each region for heading x scale
+                hypotheses, then patch refinement of the best peak -> position, heading, altitude,
+                covariance; heading unknown: a heading sweep on the best regions first
+    refine      where it pays (no IMU attitude, or a cold start): the frame's SIFT keypoints vs.
+                the index's cached map keypoints, guided by the dense fix -> a homography ->
+                camera centre, tilt, sub-metre; with nothing dense, unguided matching per region
+    decide      error budget (map accuracy, attitude, terrain, calibration), plausibility (on the
+                map, altitude and tilt consistent with the sensors), the tracker's gate
 
 Plain Python: no rclpy here (the node, the bag replay, the benchmarks and the tests drive it).
 """
@@ -18,77 +24,60 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
-from ..errors import CameraError, EmptyIndexError
+from ..errors import CameraError
+from ..features import dense_extractor
+from ..features.local import SiftDetector
+from .budget import altitude_consistent, error_budget, on_map, tilt_consistent
 from .config import LocalizerConfig
 from .estimate import Candidate, GeoEstimate, Prior
-from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, undistort
+from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo
+from .overlap import apply_h
+from .pose import PoseFix, homography_fix
+from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, working_frame
+from .refine import fit_keypoints, frame_gsd
+from .retrieval import search_candidates
 from .tracker import Tracker
-from .verify import FeatureMatcher, Features, distinct_count, homography_is_sane, ransac_scale_translation, well_spread
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _View:
-    """The frame as verification sees it (internal): features in ``T @ small`` pixels."""
-
-    feats: Features
-    T: np.ndarray  # [3,3] small-frame pixels -> feature-image pixels (identity or north-up rotation)
-    upright: bool
-    w: int  # small-frame size, pixels
-    h: int
-    s_v: float  # small = undistorted frame scaled by s_v
-
-
-@dataclass
-class _Fix:
-    """A verified candidate turned into a position (internal)."""
-
-    cand: Candidate
-    xy: np.ndarray  # [2] drone position, frame metres
-    cov: np.ndarray  # [2,2] m^2 (before ambiguity widening)
-    heading_deg: float
-    alt_m: float
-    info: dict
-    H_img_to_ground: np.ndarray
-    pts_frame: np.ndarray  # inliers in (undistorted) frame pixels
-    pts_ground: np.ndarray  # the same inliers on the ground, frame metres
-    model: str = "homography"  # or "scale_translation" (weak, north-up only)
 
 
 class Localizer:
     """Absolute visual localisation of camera frames against a :class:`~foenet_ros.index.TileIndex`.
 
     Args:
-        index: the tile index of the flight area.
+        index: the tile index of the flight area (with its fine-stage map features).
         encoder: the FOENet encoder that built the index (checked: :class:`IndexMismatchError` otherwise).
         config: query-side settings.
     """
 
     def __init__(self, index, encoder, config: LocalizerConfig = LocalizerConfig()) -> None:
+        from ..index.fine import FineStore
+
         index.check_encoder(encoder)
         self.index = index
         self.encoder = encoder
         self.config = config
         self.map = index.map_raster()
-        self.matcher = FeatureMatcher(config.feature, config.max_features, config.ratio, config.ransac_px)
+        self.store = FineStore.for_index(index)
+        methods = [m for m in config.fine_methods if m in self.store.methods] or list(self.store.methods[:1])
+        self.extractors = [dense_extractor(m, getattr(encoder, "model", None)) for m in methods]
+        self.fine = FineStage(self.store, self.extractors, methods, config, device=getattr(encoder, "device", "cpu"))
+        self.detector = SiftDetector(config.max_features)
         self.tracker = Tracker(config.accel_sigma, config.gate_chi2, config.max_misses, config.max_track_sigma_m,
                                coast_accel_sigma=config.coast_accel_sigma, refused_fix_weight=config.refused_fix_weight)
-        self._last_t: float | None = None
-        self._last_heading = math.nan
-        self._last_alt = math.nan
+        m = index.manifest.get("map", {})
+        self.bounds = tuple(float(v) for v in m.get("bounds_xy", self.map.bounds_xy))
+        acc = m.get("accuracy_m")
+        self.map_accuracy_m = float(acc) if isinstance(acc, (int, float)) and math.isfinite(acc) and acc >= 0 else config.map_accuracy_m
+        self._map_center = ((self.bounds[0] + self.bounds[2]) / 2.0, (self.bounds[1] + self.bounds[3]) / 2.0)
         self.last_debug: dict[str, Any] = {}
-        self._best_rotation: dict[int, int] = {}
-        c = np.asarray(index.tiles.centers_xy, dtype=np.float64)
-        # where the map frame's grid-vs-true-north rotation is evaluated when nothing better is known
-        self._map_center = tuple(float(v) for v in (c.min(axis=0) + c.max(axis=0)) / 2.0) if len(c) else (0.0, 0.0)
+        self.reset()
 
     @classmethod
     def from_paths(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str = "auto",
@@ -105,145 +94,349 @@ class Localizer:
     def reset(self) -> None:
         """Forget the track (e.g. after a teleport or when a new flight starts)."""
         self.tracker.reset()
-        self._last_t = None
-        self._last_heading = math.nan
+        self._last_t: float | None = None
+        self._last_heading = math.nan  # true heading of the last fix
+        self._last_heading_grid = math.nan
         self._last_alt = math.nan
+        self._since_global = 0
 
     # ------------------------------------------------------------------ main entry
     def localize(self, frame: np.ndarray, camera=None, prior: Any = None, heading_deg: float | None = None,
                  altitude_m: float | None = None, attitude: Sequence[float] | None = None,
-                 stamp: float | None = None) -> GeoEstimate:
+                 stamp: float | None = None, *, heading_sigma_deg: float | None = None,
+                 attitude_sigma_deg: float | None = None, altitude_sigma_m: float | None = None) -> GeoEstimate:
         """Localise one camera frame.
 
         Args:
-            frame: [H,W,3] uint8 RGB (or [H,W] mono) camera image.
+            frame: [H,W,3] uint8 RGB (or [H,W] mono) camera image, any size (downscaled once, first).
             camera: :class:`~foenet_ros.geo.CameraIntrinsics` of the frame (rescaled if the frame was
                 resized uniformly); with it the drone's position (camera centre), altitude and
-                attitude come from the homography; without it the image centre is reported.
-            prior: a position hint: :class:`Prior`, ``(lat, lon[, sigma_m])`` or a GeoEstimate.
-            heading_deg: TRUE compass heading of the image-up direction (clockwise from true north), if known (e.g. from the
-                autopilot's yaw); the query is rotated north-up. Unknown: several rotations are tried.
-            altitude_m: height above the map's ground plane, metres (used for the camera centre
-                with ``attitude`` and reported as alt when no intrinsics are given).
+                attitude come out; without it the image centre is reported.
+            prior: a position hint: :class:`Prior`, ``(lat, lon[, sigma_m])`` or a GeoEstimate (an
+                invalid one is ignored with a warning).
+            heading_deg: TRUE compass heading of the image-up direction (clockwise from true north), if
+                known (e.g. the autopilot's yaw). Unknown: a heading sweep / rotation-invariant keypoints.
+            altitude_m: camera height above the map's ground plane, metres (sets the scale).
             attitude: ``(roll_deg, pitch_deg)`` of the camera (see :class:`~foenet_ros.geo.CameraPose`),
-                e.g. from the IMU and gimbal; fixes the tilt instead of estimating it from the image.
-            stamp: time in seconds (for the tracker); consecutive frames 1 s apart when omitted.
+                e.g. from the IMU and gimbal: the frame is projected with it, and its error is budgeted.
+            stamp: time in seconds (for the tracker); consecutive frames ``default_dt_s`` apart when omitted.
+            heading_sigma_deg, attitude_sigma_deg, altitude_sigma_m: 1-sigma errors of those sensors
+                (defaults from the config), e.g. from the IMU message's covariance.
 
         Raises:
-            ImageError: wrong dtype/shape. CameraError: invalid intrinsics or attitude.
+            ImageError: wrong dtype/shape. CameraError: invalid intrinsics, attitude or altitude.
         """
         cfg = self.config
         t0 = time.perf_counter()
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"encode": 0.0, "search": 0.0, "fine": 0.0, "refine": 0.0}
         rgb = check_frame(frame)
         cam = camera_for_frame(camera, rgb.shape)
-        if attitude is not None:
-            attitude = tuple(float(a) for a in attitude)
-            if len(attitude) != 2 or not all(math.isfinite(a) for a in attitude):
-                raise CameraError(f"attitude must be (roll_deg, pitch_deg) finite numbers, got {attitude}")
-        if heading_deg is not None and not math.isfinite(float(heading_deg)):
-            heading_deg = None
-        if altitude_m is not None and not (math.isfinite(float(altitude_m)) and altitude_m > 0):
-            raise CameraError(f"altitude_m must be a positive number of metres, got {altitude_m}")
+        attitude, heading_deg, altitude_m = _check_sensors(attitude, heading_deg, altitude_m)
         prior = Prior.coerce(prior)
         t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
         self._last_t = t
 
-        # Headings in and out are TRUE compass headings; the map tiles are north-up in the frame's
-        # UTM *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
+        # Headings in and out are TRUE compass headings; the map is north-up in the frame's UTM
+        # *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
         heading_grid = None if heading_deg is None else self._true_to_grid(float(heading_deg), prior)
-        und, cam_und = undistort(rgb, cam)
-        queries = retrieval_queries(und, heading_grid, cfg.unknown_heading_rotations)
-        s_v = min(1.0, cfg.verify_max_side / max(und.shape[:2]))
-        small = cv2.resize(und, (round(und.shape[1] * s_v), round(und.shape[0] * s_v)), interpolation=cv2.INTER_AREA) \
-            if s_v < 1 else und
-        s_v = small.shape[1] / und.shape[1]
+        work, cam_w = working_frame(rgb, cam, cfg.work_max_side)
+        h_w, w_w = work.shape[:2]
+        s_w = w_w / rgb.shape[1]
+        cam_f, pseudo = camera_or_pseudo(cam_w, w_w, h_w)
+        sensors = Sensors(
+            heading_grid,
+            _sig(heading_sigma_deg, cfg.heading_sigma_deg),
+            float(altitude_m) if altitude_m is not None else None,
+            _sig(altitude_sigma_m, cfg.altitude_sigma_frac * (altitude_m or 0.0) + 0.5),
+            attitude if not pseudo else None,
+            _sig(attitude_sigma_deg, cfg.attitude_sigma_deg),
+        )
         timings["preprocess"] = _ms(t0)
 
-        t1 = time.perf_counter()
-        descs = self.encoder.encode(queries, branch="drone")
-        timings["encode"] = _ms(t1)
-
-        # ---- search: near the prior / track when there is one, else the whole map
-        t2 = time.perf_counter()
+        # ---- where to look: the track's window, or retrieval (near a prior, else everywhere)
         self.tracker.predict(t)
-        near, radius, mode = None, None, "global"
-        if prior is not None:
-            near = self.index.frame.from_lonlat(prior.lon, prior.lat)
-            radius = max(cfg.gating_radius_m, cfg.gate_sigmas * prior.sigma_m)
-            mode = "prior"
-        elif self.tracker.healthy:
-            near = tuple(self.tracker.position)
-            radius = max(cfg.gating_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
+        tracking = self.tracker.healthy and (cfg.global_every == 0 or self._since_global < cfg.global_every)
+        if tracking and sensors.heading_grid_deg is None and math.isfinite(self._last_heading_grid):
+            # no compass: the heading of the last fix, with a margin for the turn since
+            sensors = _with(sensors, heading_grid_deg=self._last_heading_grid, heading_sigma_deg=max(8.0, sensors.heading_sigma_deg))
+        if tracking and sensors.heading_grid_deg is not None:
             mode = "track"
-        self._best_rotation = {}
-        cands = self._search(descs, near, radius)
-        timings["search"] = _ms(t2)
+            cands: list[Candidate] = []
+            rotation: dict[int, int] = {}
+            regions = [self._track_region()]
+        else:
+            mode, cands, rotation, regions = self._retrieve(work, heading_grid, prior, timings)
+        self._since_global = self._since_global + 1 if mode == "track" else 0
 
-        # ---- verify
-        t3 = time.perf_counter()
-        # heading known (SIFT): match grid-north-up against north-up with upright descriptors
-        upright = heading_grid is not None and cfg.feature == "sift"
-        view = self._detect_view(small, s_v, heading_grid if upright else None)
-        fixes = self._verify(cands, view, cam_und, attitude, altitude_m)
-        extra_search = 0.0
-        if not fixes and mode != "global" and cfg.global_fallback:
+        # ---- fine stage (+ refinement), with a global retry when a gated search finds nothing
+        fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, regions, cands, rotation, mode, timings)
+        if fix is None and mode in ("track", "prior") and cfg.global_fallback:
+            m2, c2, r2, reg2 = self._retrieve(work, heading_grid, None, timings)
             seen = {c.tile_id for c in cands}
-            t2b = time.perf_counter()
-            extra = [c for c in self._search(descs, None, None) if c.tile_id not in seen]
-            extra_search = _ms(t2b)
-            timings["search"] += extra_search
-            fixes = self._verify(extra, view, cam_und, attitude, altitude_m)
-            cands = cands + extra
+            keep = [i for i, c in enumerate(c2) if c.tile_id not in seen]
+            if keep:
+                fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, [reg2[i] for i in keep],
+                                               [c2[i] for i in keep], r2, "global", timings)
+                cands = cands + [c2[i] for i in keep]
+                rotation.update(r2)
             mode += "+global"
-        if not fixes and heading_grid is None and cfg.feature == "sift" and cfg.upright_hypotheses > 0 and cands:
-            # Heading unknown and rotation-invariant matching found nothing: drone-vs-satellite pairs
-            # often match only with upright descriptors. Try the query rotations that retrieval
-            # liked best as heading hypotheses (true headings, n * 360 / rotations).
-            top = sorted(cands, key=lambda c: -c.score)[: cfg.top_k]
-            for h_true in self._heading_hypotheses(top, len(descs))[: cfg.upright_hypotheses]:
-                view_h = self._detect_view(small, s_v, self._true_to_grid(h_true, prior))
-                fixes = self._verify(top, view_h, cam_und, attitude, altitude_m)
-                if fixes:
-                    mode += f"+upright_hypothesis_{h_true:.0f}"
-                    break
-        timings["verify"] = _ms(t3) - extra_search
-        self.last_debug = {"frame_small": small, "s_v": s_v, "fixes": fixes, "mode": mode}
+            self._since_global = 0
+        timings["verify"] = timings["fine"] + timings["refine"]
+        self.last_debug = {"frame_small": work, "s_v": 1.0, "fixes": [_DebugFix(fix, cands)] if fix else [],
+                           "mode": mode, "dense": dense, "coarse": coarse, "scale": s_w}
 
-        # ---- track + the answer
+        # ---- decide: budget, plausibility, tracker
         t4 = time.perf_counter()
-        est = self._decide(fixes, cands, t, mode, cam_und is not None)
+        est = self._decide(fix, cands, t, mode, sensors, cam_f, pseudo)
         timings["track"] = _ms(t4)
         timings["total"] = _ms(t0)
         est.timings_ms = timings
         est.stamp = stamp
         return est
 
-    def _detect_view(self, small: np.ndarray, s_v: float, upright_heading_grid: float | None) -> _View:
-        """Local features of the (downscaled) frame for verification.
+    # ------------------------------------------------------------------ search regions
+    def _track_region(self) -> Region:
+        cfg = self.config
+        r = max(cfg.track_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
+        x, y = (float(v) for v in self.tracker.position)
+        return Region((x - r, y - r, x + r, y + r), -1, None)
 
-        With ``upright_heading_grid`` the frame is first turned grid-north-up and described with
-        upright descriptors; without it the frame is used as it is (rotation-invariant matching).
-        Black borders (rotated/undistorted frames, rendered views off the map) carry no features.
-        """
-        upright = upright_heading_grid is not None
-        if upright:
-            img, T = rotate_north_up(small, upright_heading_grid, return_matrix=True)
+    def _retrieve(self, work, heading_grid, prior, timings) -> tuple[str, list[Candidate], dict[int, int], list[Region]]:
+        """Encode the frame, search the index (near a prior when there is one), one region per candidate."""
+        cfg = self.config
+        t1 = time.perf_counter()
+        queries = retrieval_queries(work, heading_grid, cfg.unknown_heading_rotations)
+        descs = self.encoder.encode(queries, branch="drone")
+        timings["encode"] += _ms(t1)
+        t2 = time.perf_counter()
+        near, radius, mode = None, None, "global"
+        if prior is not None:
+            near = self.index.frame.from_lonlat(prior.lon, prior.lat)
+            radius = max(cfg.gating_radius_m, cfg.gate_sigmas * prior.sigma_m)
+            mode = "prior"
+        cands, rotation = search_candidates(self.index, descs, k=cfg.search_k, top_k=cfg.top_k,
+                                            dedup_frac=cfg.dedup_frac, near=near, radius=radius)
+        regions = []
+        for c in cands:
+            h = cfg.crop_factor * c.size_m / 2.0
+            regions.append(Region((c.center_xy[0] - h, c.center_xy[1] - h, c.center_xy[0] + h, c.center_xy[1] + h),
+                                  c.tile_id, c.size_m))
+        timings["search"] += _ms(t2)
+        return mode, cands, rotation, regions
+
+    # ------------------------------------------------------------------ fine + refine
+    def _fix(self, work, cam, pseudo, sensors, regions, cands, rotation, mode, timings):
+        """The best accepted fix for these regions: ``(PoseFix or None, FineFix or None, coarse results)``."""
+        cfg = self.config
+        if not regions:
+            return None, None, []
+        t3 = time.perf_counter()
+        dense, coarse = None, []
+        fix: PoseFix | None = None
+        if sensors.heading_grid_deg is not None:
+            dense, coarse = self.fine.run(work, cam, sensors, regions, keep_heat=True, allow_homography=not pseudo)
         else:
-            img, T = small, np.eye(3)
-        mask = cv2.erode((img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
-        feats = self.matcher.detect(img, mask, upright=upright)
-        return _View(feats, T, upright, small.shape[1], small.shape[0], s_v)
+            # heading unknown: rotation-invariant keypoints first (cheap, same-source maps), then a sweep
+            timings["fine"] += _ms(t3)
+            t5 = time.perf_counter()
+            fix = self._unguided(work, cam if not pseudo else None, sensors, regions, cands, flavour="oriented")
+            timings["refine"] += _ms(t5)
+            t3 = time.perf_counter()
+            if fix is None:
+                dense, coarse = self._sweep(work, cam, pseudo, sensors, regions, cands, rotation)
+        timings["fine"] += _ms(t3)
+        if dense is not None:
+            for c in cands:
+                if c.tile_id == (regions[dense.region].tag if 0 <= dense.region < len(regions) else -2):
+                    c.inliers = dense.inliers
+                    c.position_xy = (float(dense.xy[0]), float(dense.xy[1]))
+            if self._dense_ok(dense):
+                fix = self._dense_fix(dense, cam, pseudo, sensors, regions, work.shape[1::-1])
+            else:
+                dense.info["refused"] = (f"dense evidence too weak: {dense.inliers} patches, z {dense.coarse.z_peak:.1f}, "
+                                         f"margin {dense.margin:.1f}")
+        t5 = time.perf_counter()
+        if fix is not None and fix.source == "dense" and not pseudo and self._refine_pays(mode, sensors):
+            better = self._guided(work, cam, sensors, fix, dense)
+            if better is not None:
+                fix = better
+        if fix is None and sensors.heading_grid_deg is not None and cands:
+            # nothing dense: the old way, upright keypoints against each candidate's cached map keypoints
+            fix = self._unguided(work, cam if not pseudo else None, sensors, regions, cands, flavour="upright")
+        timings["refine"] += _ms(t5)
+        return fix, dense, coarse
+
+    def _refine_pays(self, mode: str, sensors: Sensors) -> bool:
+        pol = self.config.refine
+        if pol == "never":
+            return False
+        if pol == "always":
+            return True
+        return sensors.attitude is None or not mode.startswith("track")
+
+    def _dense_ok(self, d: FineFix) -> bool:
+        cfg = self.config
+        return (d.inliers >= cfg.fine_min_inliers and d.margin >= cfg.fine_min_margin
+                and d.coarse.z_peak >= cfg.fine_min_z)
+
+    def _dense_fix(self, d: FineFix, cam, pseudo, sensors, regions, wh) -> PoseFix | None:
+        """A PoseFix from an accepted dense fit (a homography fit: the camera centre and tilt from it)."""
+        cfg = self.config
+        score = (d.inliers / (d.inliers + 2.0 * cfg.fine_min_inliers)) * (1.0 - math.exp(-d.margin / 2.0))
+        info = dict(d.info, z_peak=d.coarse.z_peak, rival_z=d.rival_z, margin=d.margin,
+                    position_of="image_centre" if pseudo else "camera_centre")
+        from ..geo.camera import ground_to_image_homography
+        from .pose import position_from_h
+
+        # the patch correspondences as frame pixels (for plots): template ground -> working frame
+        Hgi = ground_to_image_homography(cam, d.hyp.pose())
+        pts_frame = apply_h(Hgi, d.src) if len(d.src) else np.zeros((0, 2))
+        tag = regions[d.region].tag if 0 <= d.region < len(regions) else -1
+        xy, heading, alt, tilt, from_imu = d.xy, d.heading_grid_deg, d.alt_m, _tilt(sensors.attitude), sensors.attitude is not None
+        if d.model == "homography" and not pseudo:
+            try:
+                xy, heading, alt, pinfo = position_from_h(d.H_img_to_map, cam, None, sensors.alt_m, wh)
+            except CameraError as exc:
+                log.debug("dense homography pose failed: %s", exc)
+                return None
+            tilt, from_imu = float(pinfo.get("tilt_deg", 0.0)), False
+            info.update(tilt_deg=tilt, reproj_rms_px=pinfo.get("reproj_rms_px", math.nan))
+        if pseudo:
+            alt = sensors.alt_m if sensors.alt_m is not None else math.nan
+        return PoseFix(np.asarray(xy, float), d.cov, float(heading), float(alt), "dense", d.model, d.inliers, score,
+                       pts_frame, d.dst, info, tag, attitude_from_imu=from_imu, tilt_deg=tilt)
+
+    def _guided(self, work, cam, sensors, fix: PoseFix, dense: FineFix) -> PoseFix | None:
+        """Keypoint refinement of a dense fix: guided matching, homography, pose; None if it does not hold."""
+        cfg = self.config
+        kp_img, T = self._keypoint_view(work, fix.heading_grid_deg)
+        kp = self.detector.detect(kp_img, _data_mask(kp_img), ("upright",))
+        h, w = work.shape[:2]
+        gsd_kp = frame_gsd(dense.H_img_to_map @ np.linalg.inv(T), kp_img.shape[1], kp_img.shape[0])
+        # the dense fit predicts where each ground point of the frame lies to within its residual,
+        # even when the camera position itself is uncertain (an unknown tilt): guide by that
+        radius = max(cfg.guided_radius_m, 3.0 * dense.rms_m + 2.0 * float(dense.info.get("fine_cell_m", 1.0)))
+        box = _box_around(apply_h(dense.H_img_to_map, _corners(w, h)), radius)
+        kf = fit_keypoints(kp, "upright", self.store, box, gsd_kp, (w, h), H_pred=dense.H_img_to_map,
+                           radius_m=radius, ratio=cfg.ratio, ransac_px=cfg.ransac_px,
+                           min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T)
+        if kf.H is None:
+            fix.info["refine"] = kf.reason
+            return None
+        try:
+            kfix = homography_fix(kf.H, kf.pts_frame, kf.pts_map, cam, sensors.attitude, sensors.alt_m, (w, h),
+                                  bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
+        except CameraError as exc:
+            fix.info["refine"] = f"pose failed: {exc}"
+            return None
+        # the keypoint fit must agree with the dense one it was guided by: where the frame's centre lands
+        c = np.array([[(w - 1) / 2.0, (h - 1) / 2.0]])
+        d = float(np.hypot(*(apply_h(kf.H, c)[0] - apply_h(dense.H_img_to_map, c)[0])))
+        if d > radius:
+            fix.info["refine"] = f"keypoint fit puts the frame centre {d:.1f} m from the dense fit: kept the dense fix"
+            return None
+        if not tilt_consistent(kfix.tilt_deg, sensors.attitude, sensors.attitude_sigma_deg):
+            fix.info["refine"] = f"keypoint tilt {kfix.tilt_deg:.1f} deg disagrees with the IMU: kept the dense fix"
+            return None
+        kfix.score = min(1.0, kf.inliers / (kf.inliers + 2.0 * cfg.min_inliers))
+        kfix.info.update(fix.info, refine="guided", keypoint_matches=kf.matches, keypoint_inliers=kf.inliers,
+                         dense_xy=[float(fix.xy[0]), float(fix.xy[1])])
+        kfix.tile_id = fix.tile_id
+        kfix.inliers = kf.inliers
+        return kfix
+
+    def _unguided(self, work, cam, sensors, regions, cands, flavour: str) -> PoseFix | None:
+        """Keypoints against each candidate region's cached map keypoints (no dense fix to guide them)."""
+        cfg = self.config
+        h, w = work.shape[:2]
+        heading = sensors.heading_grid_deg if flavour == "upright" else None
+        kp_img, T = self._keypoint_view(work, heading)
+        kp = self.detector.detect(kp_img, _data_mask(kp_img), (flavour,))
+        if len(kp) < cfg.min_inliers:
+            return None
+        best = None
+        for reg, cand in zip(regions, cands):
+            # the keypoints' GSD from the tile: the tile spans about the frame's footprint
+            gsd = cand.size_m / math.sqrt(kp_img.shape[0] * kp_img.shape[1])
+            if cam is not None and sensors.alt_m is not None:
+                gsd = sensors.alt_m / (cam.fx * kp_img.shape[1] / w)
+            kf = fit_keypoints(kp, flavour, self.store, reg.box, gsd, (w, h), ratio=cfg.ratio,
+                               ransac_px=cfg.ransac_px, min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T)
+            cand.matches = kf.matches
+            if kf.H is None:
+                continue
+            try:
+                f = homography_fix(kf.H, kf.pts_frame, kf.pts_map, cam, sensors.attitude, sensors.alt_m, (w, h),
+                                   bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
+            except CameraError:
+                continue
+            cand.inliers = kf.inliers
+            cand.position_xy = (float(f.xy[0]), float(f.xy[1]))
+            f.tile_id, f.inliers = cand.tile_id, kf.inliers
+            f.score = min(1.0, kf.inliers / (kf.inliers + 2.0 * cfg.min_inliers))
+            f.info.update(refine=f"unguided-{flavour}", keypoint_matches=kf.matches)
+            if best is None or f.inliers > best.inliers:
+                best = f
+            if f.inliers >= 4 * cfg.min_inliers:
+                break
+        return best
+
+    def _sweep(self, work, cam, pseudo, sensors, regions, cands, rotation) -> tuple[FineFix | None, list]:
+        """Heading unknown: sweep headings on the best regions with a small template, then the fine
+        stage with heading bins around the sweep's best heading."""
+        cfg = self.config
+        n_rot = max(1, cfg.unknown_heading_rotations)
+        best = None
+        order = list(range(len(regions)))[: cfg.fine_sweep_candidates]
+        for i in order:
+            reg = regions[i]
+            # around the query rotation that retrieval liked best for this tile, else all round
+            if cands and reg.tag in rotation and n_rot > 1:
+                h0 = 360.0 * rotation[reg.tag] / n_rot
+                half = 180.0 / n_rot + cfg.fine_sweep_step_deg
+                heads = [h0 + d for d in np.arange(-half, half + 1e-6, cfg.fine_sweep_step_deg)]
+            else:
+                heads = list(np.arange(0.0, 360.0, cfg.fine_sweep_step_deg))
+            _, scales, alt0 = self.fine.hypotheses(sensors, cam, reg, headings=[0.0])
+            hyps = self.fine._hyps([float(h) % 360.0 for h in heads], scales[len(scales) // 2 : len(scales) // 2 + 1],
+                                   alt0, sensors)
+            res = self.fine.coarse(work, cam, hyps, reg.box, cells=cfg.fine_sweep_cells)
+            if res is not None and (best is None or res.z_peak > best[1].z_peak):
+                best = (i, res)
+        if best is None:
+            return None, []
+        i, res = best
+        s = _with(sensors, heading_grid_deg=res.hyp.heading_grid_deg, heading_sigma_deg=cfg.fine_sweep_step_deg / 2.0)
+        if sensors.alt_m is None:
+            s = _with(s, alt_m=res.hyp.alt_m, alt_sigma_m=0.1 * res.hyp.alt_m)
+        dense, coarse = self.fine.run(work, cam, s, [regions[i]], keep_heat=True, allow_homography=not pseudo)
+        if dense is not None:
+            dense.region = i
+            dense.info["sweep_heading_grid_deg"] = res.hyp.heading_grid_deg
+        return dense, coarse
+
+    def _keypoint_view(self, work: np.ndarray, heading_grid: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """The image keypoints are detected on: the working frame downscaled to ``verify_max_side``,
+        turned north-up when a heading is given. Returns ``(image, T: working px -> image px)``."""
+        s = min(1.0, self.config.verify_max_side / max(work.shape[:2]))
+        small = cv2.resize(work, (round(work.shape[1] * s), round(work.shape[0] * s)), interpolation=cv2.INTER_AREA) \
+            if s < 1 else work
+        sx, sy = small.shape[1] / work.shape[1], small.shape[0] / work.shape[0]
+        S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+        if heading_grid is None:
+            return small, S
+        img, R = rotate_north_up(small, heading_grid, return_matrix=True)
+        return img, R @ S
 
     # ------------------------------------------------------------------ headings
     def _true_to_grid(self, heading_true_deg: float, prior: Prior | None) -> float:
         """A true compass heading -> heading from the index frame's grid north, degrees [0, 360).
 
-        The convergence is evaluated where the drone probably is: the prior, else the track, else
-        the middle of the map (it changes by ~0.01 deg per km, far below the matching tolerance).
+        The convergence is evaluated where the drone probably is: the prior (unless it is far off the
+        map), else the track, else the middle of the map (it changes by ~0.01 deg per km).
         """
         near = None if prior is None else self.index.frame.from_lonlat(prior.lon, prior.lat)
-        reach = 5e3 + 0.5 * float(np.hypot(*self.map.size_m))  # a prior farther off the map says nothing about it
+        reach = 5e3 + 0.5 * float(np.hypot(self.bounds[2] - self.bounds[0], self.bounds[3] - self.bounds[1]))
         if near is not None and np.all(np.isfinite(near)) and np.hypot(*np.subtract(near, self._map_center)) <= reach:
             x, y = near
         elif self.tracker.initialised:
@@ -252,205 +445,42 @@ class Localizer:
             x, y = self._map_center
         return float(self.index.frame.true_to_grid_heading(heading_true_deg, x, y))
 
-    def _heading_hypotheses(self, cands: list[Candidate], n_rotations: int) -> list[float]:
-        """True headings (deg) to try upright, best first: the query rotation that matched each
-        candidate best, in candidate order, then the remaining rotations."""
-        out: list[float] = []
-        step = 360.0 / max(n_rotations, 1)
-        for c in cands:
-            h = step * self._best_rotation.get(c.tile_id, 0)
-            if h not in out:
-                out.append(h)
-        return out + [step * i for i in range(n_rotations) if step * i not in out]
-
-    # ------------------------------------------------------------------ retrieval
-    def _search(self, descs: np.ndarray, near, radius) -> list[Candidate]:
-        """Merge the per-rotation searches (best score per tile), de-duplicate places, keep top_k."""
-        cfg = self.config
-        best: dict[int, float] = {}
-        for r, d in enumerate(descs):
-            try:
-                hits = self.index.search(d, cfg.search_k, near_xy=near, radius_m=radius)
-            except EmptyIndexError:
-                hits = []
-            for tid, score in hits:
-                if score > best.get(tid, -2.0):
-                    best[tid] = score
-                    self._best_rotation[tid] = r  # which query rotation matched this tile best
-        tiles = self.index.tiles
-        out: list[Candidate] = []
-        for tid, score in sorted(best.items(), key=lambda kv: -kv[1]):
-            c = tiles.centers_xy[tid]
-            size = float(tiles.size_m[tid])
-            if any(np.hypot(*(c - np.asarray(o.center_xy))) < cfg.dedup_frac * min(size, o.size_m) for o in out):
-                continue
-            out.append(Candidate(tid, score, (float(c[0]), float(c[1])), size))
-            if len(out) >= cfg.top_k:
-                break
-        return out
-
-    # ------------------------------------------------------------------ verification
-    def _verify(self, cands: list[Candidate], view: _View, cam, attitude, altitude_m) -> list[_Fix]:
-        """Match the frame against a map crop around each candidate; return the verified fixes, best first."""
-        from ..geo.raster import crop_matrix
-
-        cfg = self.config
-        fixes: list[_Fix] = []
-        if len(view.feats) < min(cfg.min_inliers, cfg.min_inliers_upright):
-            return fixes
-        s_v = view.s_v
-        S = np.array([[s_v, 0, 0.5 * s_v - 0.5], [0, s_v, 0.5 * s_v - 0.5], [0, 0, 1.0]])  # frame px -> small px
-        T_inv = np.linalg.inv(view.T)
-        S_inv = np.linalg.inv(S)
-        w, h = view.w / s_v, view.h / s_v  # undistorted frame size
-        for cand in cands:
-            crop_m = cfg.crop_factor * cand.size_m
-            # match the crop's resolution to the frame's: a tile spans about the frame's footprint
-            gsd = cand.size_m / math.sqrt(view.w * view.h)
-            if cam is not None and altitude_m is not None:
-                gsd = altitude_m / (cam.fx * s_v)
-            gsd = max(gsd, self.map.gsd_m)
-            out_px = int(np.clip(round(crop_m / gsd), 64, 1280))
-            img, valid = self.map.crop(cand.center_xy, crop_m, out_px)
-            if valid.mean() < 0.2:
-                continue
-            mask = cv2.erode(valid.astype(np.uint8) * 255, np.ones((5, 5), np.uint8))
-            m = self.matcher.match(view.feats, self.matcher.detect(img, mask, upright=view.upright))
-            cand.matches = m.matches
-            model, H_feat = "homography", m.H
-            p_feat, p_crop = m.pts1, m.pts2
-            def evidence(pf, pc) -> int:
-                # distinct one-to-one matches spread over the frame (else 0)
-                pts = _apply_h(S_inv @ T_inv, pf.astype(np.float64))
-                return distinct_count(pf, pc) if well_spread(pts, w, h, cfg.min_spread) else 0
-
-            ok = (m.H is not None and m.inliers >= cfg.min_inliers
-                  and homography_is_sane(m.H @ view.T @ S, int(w), int(h))
-                  and evidence(m.pts1, m.pts2) >= cfg.min_inliers)
-            if not ok and view.upright and m.all1 is not None and len(m.all1) >= cfg.min_inliers_upright:
-                # few true matches (cross-season, cross-sensor): the 3-DOF north-up model
-                r = ransac_scale_translation(m.all1.astype(np.float64), m.all2.astype(np.float64), 1.5 * cfg.ransac_px)
-                if r is not None and evidence(m.all1[r[2]], m.all2[r[2]]) >= cfg.min_inliers_upright:
-                    sc, t, inl = r
-                    model, H_feat = "scale_translation", np.array([[sc, 0, t[0]], [0, sc, t[1]], [0, 0, 1.0]])
-                    p_feat, p_crop = m.all1[inl], m.all2[inl]
-                    ok = True
-            if not ok:
-                cand.inliers = 0 if m.H is None else min(m.inliers, cfg.min_inliers - 1)
-                continue
-            A = np.linalg.inv(crop_matrix(cand.center_xy, crop_m, out_px))  # crop px -> ground
-            H = A @ H_feat @ view.T @ S  # undistorted frame pixels -> ground metres
-            pts_small = _apply_h(T_inv, p_feat.astype(np.float64))
-            pts_frame = (pts_small + 0.5) / s_v - 0.5
-            pts_ground = _apply_h(A, p_crop.astype(np.float64))
-            try:
-                fix = self._pose(cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, (w, h), model)
-            except CameraError as exc:
-                log.debug("candidate %d: pose failed: %s", cand.tile_id, exc)
-                cand.inliers = 0
-                continue
-            cand.inliers = len(pts_frame)
-            cand.position_xy = (float(fix.xy[0]), float(fix.xy[1]))
-            fixes.append(fix)
-            if model == "homography" and cand.inliers >= cfg.strong_inliers:
-                break
-        # homography fixes first (full geometry), then by evidence
-        fixes.sort(key=lambda f: (f.model != "homography", -f.cand.inliers))
-        return fixes
-
-    def _position(self, H: np.ndarray, cam, attitude, altitude_m, wh) -> tuple[np.ndarray, float, float, dict]:
-        """Drone position [2], heading, altitude and diagnostics from an image->ground homography."""
-        from ..geo import CameraPose, pose_from_homography
-
-        w, h = wh
-        if cam is None:
-            c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-            g = _apply_h(H, np.array([c, c - [0, h / 4.0], c - [w / 2.0, 0], c + [w / 2.0, 0]]))
-            up = g[1] - g[0]
-            heading = math.degrees(math.atan2(up[0], up[1])) % 360.0
-            width = float(np.hypot(*(g[3] - g[2])))
-            alt = float(altitude_m) if altitude_m is not None else math.nan
-            return g[0], heading, alt, {"footprint_width_m": width, "position_of": "image_centre"}
-        pose, info = pose_from_homography(cam, H)
-        info = dict(info, position_of="camera_centre")
-        xy = np.array([pose.x, pose.y])
-        alt = pose.alt_m
-        if attitude is not None:
-            # IMU attitude fixes the tilt: walk back from where the principal ray hits the ground
-            roll, pitch = attitude
-            alt = float(altitude_m) if altitude_m is not None else pose.alt_m
-            d = CameraPose(0.0, 0.0, 1.0, pose.heading_deg, pitch, roll).R_world_from_cam[:, 2]
-            if d[2] >= -1e-3:
-                raise CameraError(f"attitude roll={roll}, pitch={pitch} puts the optical axis at or above the horizon")
-            g0 = np.array([info["center_ground_x"], info["center_ground_y"]])
-            xy = g0 - (alt / -d[2]) * d[:2]
-            info["attitude_from"] = "imu"
-        return xy, pose.heading_deg, alt, info
-
-    def _pose(self, cand, H, pts_frame, pts_ground, cam, attitude, altitude_m, wh, model="homography") -> _Fix:
-        """Position + covariance: the spread of bootstrap refits over the inliers, scaled and floored.
-
-        A scale+translation fix carries no tilt information: it reports the image centre (as
-        without intrinsics) with the corresponding extra uncertainty.
-        """
-        cfg = self.config
-        cam_used = cam if model == "homography" else None
-        xy, heading_grid, alt, info = self._position(H, cam_used, attitude, altitude_m, wh)
-        # the homography lives in the grid-aligned map frame; report a true compass heading
-        heading = float(self.index.frame.grid_to_true_heading(heading_grid, float(xy[0]), float(xy[1])))
-        info["heading_grid_deg"] = float(heading_grid)
-        if model != "homography" and cam is not None and altitude_m is None:
-            alt = math.nan
-        info["model"] = model
-        origin = pts_ground.mean(axis=0)
-        rng = np.random.default_rng(len(pts_frame))
-        samples = []
-        T = np.array([[1, 0, origin[0]], [0, 1, origin[1]], [0, 0, 1.0]])
-        for _ in range(cfg.bootstrap):
-            idx = rng.integers(0, len(pts_frame), len(pts_frame))
-            Hb = _fit(pts_frame[idx], pts_ground[idx] - origin, model)
-            if Hb is None:
-                continue
-            try:
-                samples.append(self._position(T @ Hb, cam_used, attitude, altitude_m, wh)[0])
-            except CameraError:
-                continue
-        if len(samples) >= 3:
-            cov = np.cov(np.asarray(samples).T) * cfg.sigma_scale**2
-        else:  # too few refits: a wide default from the footprint
-            cov = np.eye(2) * (0.1 * cand.size_m) ** 2
-        cov = cov + np.eye(2) * cfg.sigma_floor_m**2
-        if cam_used is None:
-            cov = cov + np.eye(2) * (cfg.no_intrinsics_sigma_frac * info["footprint_width_m"]) ** 2
-        resid = _apply_h(H, pts_frame) - pts_ground
-        info["ground_rms_m"] = float(np.sqrt(np.mean(np.sum(resid**2, axis=1))))
-        return _Fix(cand, xy, cov, heading, alt, info, H, pts_frame, pts_ground, model)
-
     # ------------------------------------------------------------------ decision + tracking
-    def _decide(self, fixes: list[_Fix], cands: list[Candidate], t: float, mode: str, has_cam: bool) -> GeoEstimate:
+    def _decide(self, fix: PoseFix | None, cands: list[Candidate], t: float, mode: str, sensors: Sensors,
+                cam, pseudo: bool) -> GeoEstimate:
         cfg = self.config
-        frame = self.index.frame
         pose_info: dict[str, Any] = {"search": mode}
-        if fixes:
-            best = fixes[0]
-            cov = best.cov.copy()
-            score = best.cand.inliers / (best.cand.inliers + 2.0 * cfg.min_inliers)
-            # another verified place far away with comparable evidence: an ambiguous fix
-            sigma0 = math.sqrt(np.linalg.eigvalsh(cov).max())
-            for other in fixes[1:]:
-                diff = other.xy - best.xy
-                if np.hypot(*diff) > 3 * sigma0 + 5.0 and other.cand.inliers >= cfg.ambiguity_frac * best.cand.inliers:
-                    cov = cov + np.outer(diff, diff)
-                    score *= 1.0 - other.cand.inliers / best.cand.inliers
-                    pose_info["ambiguous_with_tile"] = other.cand.tile_id
-            upd = self.tracker.update(best.xy, cov, t)
-            pose_info.update({k: v for k, v in best.info.items() if isinstance(v, (int, float, str))})
-            pose_info.update(tile_id=best.cand.tile_id, track_d2=upd.d2, track_restarted=upd.reinitialised)
+        if fix is not None:
+            pose_info.update({k: v for k, v in fix.info.items() if isinstance(v, (int, float, str))})
+            pose_info.update(source=fix.source, model=fix.model, tile_id=fix.tile_id)
+            reason = self._implausible(fix, sensors)
+            if reason:
+                pose_info["refused"] = reason
+                fix = None
+        if fix is not None:
+            cov, terms = error_budget(
+                fix.cov, sigma_scale=cfg.fine_sigma_scale if fix.source == "dense" else cfg.sigma_scale,
+                map_accuracy_m=self.map_accuracy_m, alt_m=fix.alt_m if math.isfinite(fix.alt_m) else (sensors.alt_m or math.nan),
+                attitude_sigma_deg=sensors.attitude_sigma_deg if fix.attitude_from_imu else None,
+                tilt_deg=fix.tilt_deg if math.isfinite(fix.tilt_deg) else 0.0, hfov_deg=cam.hfov_deg,
+                terrain_relief_m=cfg.terrain_relief_m, calibration_sigma_frac=cfg.calibration_sigma_frac,
+                floor_m=cfg.sigma_floor_m)
+            if fix.source == "dense" and fix.model == "similarity" and sensors.attitude is None and not pseudo:
+                # a nadir was assumed: the camera may be tilted, its centre off the nadir point by alt tan(tilt)
+                alt = fix.alt_m if math.isfinite(fix.alt_m) else 100.0
+                cov = cov + np.eye(2) * (alt * math.tan(math.radians(cfg.unknown_tilt_sigma_deg))) ** 2
+            if pseudo:  # the image centre of a frame without intrinsics: the unknown tilt in the error
+                width = 2.0 * (fix.alt_m if math.isfinite(fix.alt_m) else 100.0) * math.tan(math.radians(cam.hfov_deg) / 2)
+                cov = cov + np.eye(2) * (cfg.no_intrinsics_sigma_frac * width) ** 2
+            pose_info["budget"] = terms.to_json()
+            upd = self.tracker.update(fix.xy, cov, t)
+            heading_true = float(self.index.frame.grid_to_true_heading(fix.heading_grid_deg, float(fix.xy[0]), float(fix.xy[1])))
+            pose_info.update(heading_grid_deg=float(fix.heading_grid_deg), track_d2=upd.d2, track_restarted=upd.reinitialised)
             if upd.accepted:
-                self._last_heading, self._last_alt = best.heading_deg, best.alt_m
-                return self._estimate("verified", best.xy, cov, best.heading_deg, best.alt_m, score,
-                                      best.cand.inliers, cands, pose_info)
-            pose_info["rejected_fix_xy"] = [float(best.xy[0]), float(best.xy[1])]
+                self._last_heading, self._last_heading_grid, self._last_alt = heading_true, fix.heading_grid_deg, fix.alt_m
+                return self._estimate("verified", fix.xy, cov, heading_true, fix.alt_m, fix.score, fix.inliers, cands,
+                                      pose_info)
+            pose_info["rejected_fix_xy"] = [float(fix.xy[0]), float(fix.xy[1])]
         else:
             self.tracker.miss(t)
         if self.tracker.healthy:
@@ -467,13 +497,25 @@ class Localizer:
             cov = np.diag(spread) + np.eye(2) * (0.5 * cands[0].size_m) ** 2
             sigma = math.sqrt(np.linalg.eigvalsh(cov).max())
             pose_info["retrieval_sigma_m"] = sigma
-            # distinct: the best tile must stand out from the other candidates' scores
             margin = cands[0].score - float(np.mean([c.score for c in cands[1:]])) if len(cands) > 1 else 0.0
             pose_info["retrieval_margin"] = margin
             if sigma <= cfg.retrieval_max_sigma_m and margin >= cfg.retrieval_min_margin:
                 return self._estimate("retrieval", mean, cov, math.nan, math.nan, float(min(0.2, max(margin, 0.0))),
                                       0, cands, pose_info)
         return GeoEstimate(status="lost", candidates=cands, pose=pose_info)
+
+    def _implausible(self, fix: PoseFix, sensors: Sensors) -> str:
+        """Why a fix cannot be a verified position ("" when it can)."""
+        cfg = self.config
+        if not (np.all(np.isfinite(fix.xy)) and np.all(np.isfinite(fix.cov))):
+            return "non-finite position or covariance"
+        if not on_map(fix.xy, self.bounds, cfg.plausible_margin_m):
+            return f"position {fix.xy[0]:.0f}, {fix.xy[1]:.0f} is off the map"
+        if not altitude_consistent(fix.alt_m, sensors.alt_m, sensors.alt_sigma_m):
+            return f"altitude {fix.alt_m:.1f} m disagrees with the sensor's {sensors.alt_m}"
+        if fix.source == "keypoints" and not tilt_consistent(fix.tilt_deg, sensors.attitude, sensors.attitude_sigma_deg):
+            return f"image tilt {fix.tilt_deg:.1f} deg disagrees with the IMU attitude"
+        return ""
 
     def _estimate(self, status, xy, cov, heading, alt, score, inliers, cands, pose_info) -> GeoEstimate:
         lon, lat = self.index.frame.to_lonlat(float(xy[0]), float(xy[1]))
@@ -487,29 +529,62 @@ class Localizer:
                            velocity_xy=vel, score=float(score), inliers=int(inliers), candidates=cands, pose=pose_info)
 
 
-def _fit(src: np.ndarray, dst: np.ndarray, model: str) -> np.ndarray | None:
-    """Least-squares refit of ``model`` (for the bootstrap): a homography or a scale+translation
-    composed with the fixed rotation already inside ``src`` -> ``dst`` (fitted as a similarity)."""
-    if model == "homography":
-        H, _ = cv2.findHomography(src, dst, 0)
-        return H
-    # closed-form least-squares similarity (complex numbers: dst = a * src + b, a = scale * e^{i angle})
-    z1 = src[:, 0] + 1j * src[:, 1]
-    z2 = dst[:, 0] + 1j * dst[:, 1]
-    z1c, z2c = z1 - z1.mean(), z2 - z2.mean()
-    den = float(np.sum(np.abs(z1c) ** 2))
-    if den < 1e-9:
-        return None
-    a = np.sum(np.conj(z1c) * z2c) / den
-    b = z2.mean() - a * z1.mean()
-    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
+# ---------------------------------------------------------------------------------------------- helpers
+class _DebugFix:
+    """What plots and the debug image read of the winning fix (``last_debug["fixes"][0]``)."""
+
+    def __init__(self, fix: PoseFix, cands: list[Candidate]) -> None:
+        self.fix = fix
+        self.pts_frame = fix.pts_frame
+        self.pts_ground = fix.pts_ground
+        c = next((c for c in cands if c.tile_id == fix.tile_id), None)
+        self.cand = c if c is not None else Candidate(-1, 0.0, (float(fix.xy[0]), float(fix.xy[1])),
+                                                      max(50.0, float(np.ptp(fix.pts_ground[:, 0])) if len(fix.pts_ground) else 50.0))
 
 
-def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    p = np.column_stack([pts, np.ones(len(pts))]) @ H.T
-    return p[:, :2] / p[:, 2:3]
+def _check_sensors(attitude, heading_deg, altitude_m):
+    if attitude is not None:
+        attitude = tuple(float(a) for a in attitude)
+        if len(attitude) != 2 or not all(math.isfinite(a) for a in attitude):
+            raise CameraError(f"attitude must be (roll_deg, pitch_deg) finite numbers, got {attitude}")
+    if heading_deg is not None and not math.isfinite(float(heading_deg)):
+        heading_deg = None
+    if altitude_m is not None and not (math.isfinite(float(altitude_m)) and altitude_m > 0):
+        raise CameraError(f"altitude_m must be a positive number of metres, got {altitude_m}")
+    return attitude, heading_deg, altitude_m
+
+
+def _sig(value: float | None, default: float) -> float:
+    return float(value) if value is not None and math.isfinite(float(value)) and value > 0 else float(default)
+
+
+def _with(s: Sensors, **changes) -> Sensors:
+    from dataclasses import replace
+
+    return replace(s, **changes)
+
+
+def _tilt(attitude) -> float:
+    if attitude is None:
+        return 0.0
+    from ..geo import CameraPose
+
+    return CameraPose(0.0, 0.0, 1.0, 0.0, attitude[1], attitude[0]).tilt_deg
+
+
+def _corners(w: int, h: int) -> np.ndarray:
+    return np.array([[0.0, 0.0], [w - 1.0, 0.0], [w - 1.0, h - 1.0], [0.0, h - 1.0]])
+
+
+def _box_around(pts: np.ndarray, margin: float) -> tuple[float, float, float, float]:
+    return (float(pts[:, 0].min() - margin), float(pts[:, 1].min() - margin),
+            float(pts[:, 0].max() + margin), float(pts[:, 1].max() + margin))
+
+
+def _data_mask(img: np.ndarray) -> np.ndarray:
+    """Where the image has data (black borders of rotated / undistorted frames carry no keypoints)."""
+    return cv2.erode((img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
 
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-

@@ -135,3 +135,20 @@ def retrieval_queries(frame: np.ndarray, heading_deg: float | None, rotations: i
             # like np.rot90(k=-1) above: query i is north-up if the heading is 360 * i / n
             out.append(center_square(rotate_north_up(sq, ang), side))
     return out
+
+
+def working_frame(frame: np.ndarray, camera, max_side: int):
+    """Downscale a frame once, first, to at most ``max_side`` pixels on its longer side, then undistort.
+
+    A 12 MP photo costs the same as a video frame from here on: every later stage (retrieval
+    queries, the ground projection of the fine stage, keypoints) reads this working frame.
+    Returns ``(working image [h, w, 3] uint8, its intrinsics without distortion or None)``.
+    """
+    h, w = frame.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if camera is not None:
+            camera = camera.scaled(size[0] / w)
+    return undistort(frame, camera)

@@ -1,0 +1,169 @@
+"""Local features for refinement: SIFT keypoints with RootSIFT descriptors, upright and oriented.
+
+The map side detects them once, at index build (``foenet_ros.index.fine``); the frame side at
+query time. Two descriptor flavours share the same keypoints:
+
+* ``upright``: no orientation normalisation. Both images north-up (the frame turned by its
+  heading): far more distinctive across seasons and sensors than rotated descriptors.
+* ``oriented``: classic rotation-invariant SIFT, for a frame whose heading is unknown.
+
+Descriptors are stored as uint8 (RootSIFT components are in [0, 1]; x 255, rounded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FLAVOURS = ("upright", "oriented")
+
+
+@dataclass
+class Keypoints:
+    """Keypoints of one image: ``xy [N,2]`` float32 pixels, ``size [N]`` (diameter, pixels),
+    ``response [N]``, and descriptors per flavour ``{flavour: [N,128] uint8}``."""
+
+    xy: np.ndarray
+    size: np.ndarray
+    response: np.ndarray
+    desc: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(len(self.xy))
+
+    def subset(self, idx: np.ndarray) -> "Keypoints":
+        return Keypoints(self.xy[idx], self.size[idx], self.response[idx], {k: v[idx] for k, v in self.desc.items()})
+
+    @staticmethod
+    def empty(flavours=FLAVOURS) -> "Keypoints":
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
+                         {f: np.zeros((0, 128), np.uint8) for f in flavours})
+
+
+def root_sift_u8(desc: np.ndarray) -> np.ndarray:
+    """SIFT descriptors [N,128] float32 -> RootSIFT (L1-normalise, sqrt), quantised to uint8."""
+    d = desc / (np.abs(desc).sum(axis=1, keepdims=True) + 1e-7)
+    return np.clip(np.rint(np.sqrt(d) * 255.0), 0, 255).astype(np.uint8)
+
+
+class SiftDetector:
+    """OpenCV SIFT detection + both descriptor flavours.
+
+    Args:
+        max_features: keypoints kept per image (strongest first; 0 = all).
+        contrast: SIFT's contrast threshold (lower = more keypoints in low-contrast imagery).
+    """
+
+    def __init__(self, max_features: int = 2000, contrast: float = 0.03) -> None:
+        self.max_features = int(max_features)
+        self._sift = cv2.SIFT_create(nfeatures=self.max_features, contrastThreshold=contrast)
+
+    def detect(self, image: np.ndarray, mask: np.ndarray | None = None,
+               flavours: tuple[str, ...] = FLAVOURS) -> Keypoints:
+        """Keypoints of an RGB ``[H,W,3]`` or grey ``[H,W]`` uint8 image; ``mask`` uint8/bool (0 = ignore)."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        m = None if mask is None else (mask.astype(np.uint8) * 255 if mask.dtype == bool else mask)
+        kps = self._sift.detect(gray, m)
+        if not kps:
+            return Keypoints.empty(flavours)
+        out: dict[str, np.ndarray] = {}
+        kept = kps
+        if "oriented" in flavours:
+            kept, d = self._sift.compute(gray, kps)
+            out["oriented"] = root_sift_u8(d) if d is not None else np.zeros((0, 128), np.uint8)
+        if "upright" in flavours:
+            up = [cv2.KeyPoint(k.pt[0], k.pt[1], k.size, 0.0, k.response, k.octave, k.class_id) for k in kept]
+            up, d = self._sift.compute(gray, up)
+            if len(up) != len(kept):  # compute() may drop keypoints near the border: keep the common ones
+                keep = {(round(k.pt[0], 3), round(k.pt[1], 3)) for k in up}
+                sel = [i for i, k in enumerate(kept) if (round(k.pt[0], 3), round(k.pt[1], 3)) in keep]
+                kept = [kept[i] for i in sel]
+                out = {f: v[sel] for f, v in out.items()}
+            out["upright"] = root_sift_u8(d) if d is not None else np.zeros((0, 128), np.uint8)
+        if not kept:
+            return Keypoints.empty(flavours)
+        xy = np.array([k.pt for k in kept], np.float32)
+        size = np.array([k.size for k in kept], np.float32)
+        resp = np.array([k.response for k in kept], np.float32)
+        return Keypoints(xy, size, resp, out)
+
+
+def ratio_matches(d1: np.ndarray, d2: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lowe ratio-test matches of uint8/float descriptors ``d1 [N,128]`` against ``d2 [M,128]``.
+
+    Returns ``(i1, i2, dist_ratio)``: indices of the matches and their best/second distance ratio.
+    """
+    if len(d1) < 1 or len(d2) < 2:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    knn = bf.knnMatch(d1.astype(np.float32), d2.astype(np.float32), k=2)
+    i1, i2, rr = [], [], []
+    for m in knn:
+        if len(m) == 2 and m[0].distance < ratio * m[1].distance:
+            i1.append(m[0].queryIdx)
+            i2.append(m[0].trainIdx)
+            rr.append(m[0].distance / max(m[1].distance, 1e-6))
+    return np.array(i1, int), np.array(i2, int), np.array(rr, np.float32)
+
+
+def guided_matches(d1: np.ndarray, pred_xy: np.ndarray, d2: np.ndarray, xy2: np.ndarray, radius: float,
+                   ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matches constrained by a predicted position: frame keypoint ``i`` (predicted at
+    ``pred_xy[i]`` in the map's coordinates) may only match map keypoints within ``radius`` of it.
+
+    The ratio test is applied among those candidates (a keypoint with a single candidate passes
+    when its distance is below the ``ratio``-scaled median distance of random pairs). Vectorised:
+    candidate pairs come from a uniform grid of ``radius`` cells.
+
+    Returns ``(i1, i2, dist_ratio)``.
+    """
+    n1, n2 = len(d1), len(d2)
+    if n1 == 0 or n2 == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
+    cell = float(radius)
+    g2 = np.floor(xy2 / cell).astype(np.int64)
+    key2 = g2[:, 0] * 1_000_003 + g2[:, 1]
+    order = np.argsort(key2, kind="stable")
+    skeys = key2[order]
+    g1 = np.floor(pred_xy / cell).astype(np.int64)
+    pairs_i, pairs_j = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            k = (g1[:, 0] + dx) * 1_000_003 + (g1[:, 1] + dy)
+            lo = np.searchsorted(skeys, k, side="left")
+            hi = np.searchsorted(skeys, k, side="right")
+            cnt = hi - lo
+            if cnt.sum() == 0:
+                continue
+            ii = np.repeat(np.arange(n1), cnt)
+            starts = np.repeat(lo, cnt)
+            offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            pairs_i.append(ii)
+            pairs_j.append(order[starts + offs])
+    if not pairs_i:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
+    pi = np.concatenate(pairs_i)
+    pj = np.concatenate(pairs_j)
+    near = np.sum((xy2[pj] - pred_xy[pi]) ** 2, axis=1) <= radius * radius
+    pi, pj = pi[near], pj[near]
+    if len(pi) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
+    a = d1.astype(np.float32)
+    b = d2.astype(np.float32)
+    dist = np.sqrt(np.maximum(np.einsum("ij,ij->i", a[pi] - b[pj], a[pi] - b[pj]), 0.0))
+    # best and second-best candidate per frame keypoint
+    o = np.lexsort((dist, pi))
+    pi, pj, dist = pi[o], pj[o], dist[o]
+    first = np.r_[True, pi[1:] != pi[:-1]]
+    idx_first = np.flatnonzero(first)
+    has_second = np.r_[pi[idx_first[:-1] + 1] == pi[idx_first[:-1]], (idx_first[-1] + 1 < len(pi))]
+    d_best = dist[idx_first]
+    d_second = np.where(has_second, dist[np.minimum(idx_first + 1, len(dist) - 1)], np.inf)
+    # a keypoint alone in its radius: compare with a typical non-matching distance instead
+    typical = float(np.median(dist)) if len(dist) > 8 else 300.0
+    d_second = np.where(np.isfinite(d_second), d_second, typical)
+    r = d_best / np.maximum(d_second, 1e-6)
+    ok = r < ratio
+    return pi[idx_first][ok], pj[idx_first][ok], r[ok].astype(np.float32)

@@ -1,0 +1,391 @@
+"""The map side of the fine stage, precomputed once at index build: dense feature grids and keypoints.
+
+Nothing is detected on the map at query time. An index directory gets a ``fine/`` folder::
+
+    fine/level{k}_{method}.npy   [H_k, W_k, C] uint8/int8 dense features at cell c_k = c_0 * 2^k
+                                 (methods: "cfog", and "foenet" when the model has an overlap head)
+    fine/level{k}_valid.npy      [H_k, W_k] bool: real map data under the cell
+    fine/kp_xy.npy               [N, 2] float64 keypoint positions, frame metres
+    fine/kp_size.npy             [N] float32 keypoint diameter, metres
+    fine/kp_level.npy            [N] uint8 keypoint pyramid level (GSD g_0 * 2^l)
+    fine/kp_{flavour}.npy        [N, 128] uint8 RootSIFT ("upright", "oriented")
+    fine/kp_cells.npy            [G] int64 start offsets of each spatial cell (keypoints sorted by cell)
+
+All arrays are plain ``.npy`` (no pickle), read memory-mapped, and covered by the manifest's
+sha256 list. Level grids are north-up: cell (i, j) of level k is centred at
+``(x0 + (j + 0.5) c_k, y1 - (i + 0.5) c_k)`` where ``(x0, y1)`` is the map's top-left corner.
+
+``FineConfig`` decides the cell sizes from the tile scales (the footprints the camera sees): the
+frame projected on the ground should span about 96 cells, which keeps an FFT correlation to a
+few milliseconds and a cell to about 1 % of the footprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, IndexCorruptError
+from ..features import FeatureGrid, dequantize, quantize
+
+log = logging.getLogger(__name__)
+
+FINE_DIR = "fine"
+FINE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class FineConfig:
+    """What the index stores for the fine stage.
+
+    Attributes:
+        methods: dense feature methods to precompute ("cfog"; "foenet" = learned, needs a model with an overlap head).
+        cell_m: level-0 cell size, metres (None: smallest tile scale / ``cells_per_footprint``, at least the map GSD).
+        cells_per_footprint: target template size in cells, used to derive the cell sizes.
+        levels: number of levels (None: enough that the largest tile spans at most ~96 cells... at least 1).
+        keypoints: store SIFT keypoints for refinement.
+        kp_gsd_m: GSD of keypoint level 0 (None: smallest tile scale / ``kp_frame_px``, at least the map GSD).
+        kp_frame_px: the frame width (pixels) at which the Localizer refines (matches verify_max_side).
+        kp_per_block: keypoints kept per 64 x 64 pixel block (strongest), bounding the density.
+        kp_flavours: descriptor flavours stored ("upright", "oriented").
+    """
+
+    methods: tuple[str, ...] = ("cfog",)
+    cell_m: float | None = None
+    cells_per_footprint: int = 96
+    levels: int | None = None
+    keypoints: bool = True
+    kp_gsd_m: float | None = None
+    kp_frame_px: int = 640
+    kp_per_block: int = 24
+    kp_flavours: tuple[str, ...] = ("upright", "oriented")
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ConfigError("fine methods must name at least one dense feature method (e.g. ('cfog',))")
+        if self.cell_m is not None and not (self.cell_m > 0):
+            raise ConfigError(f"fine cell_m must be > 0, got {self.cell_m}")
+        if self.cells_per_footprint < 16:
+            raise ConfigError(f"cells_per_footprint must be >= 16, got {self.cells_per_footprint}")
+        if self.levels is not None and not (1 <= self.levels <= 8):
+            raise ConfigError(f"fine levels must be in 1..8, got {self.levels}")
+
+    def replace(self, **changes) -> "FineConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def plan_cells(cfg: FineConfig, scales_m: list[float], map_gsd_m: float) -> list[float]:
+    """Cell sizes of the dense levels (metres), finest first."""
+    lo, hi = min(scales_m), max(scales_m)
+    c0 = cfg.cell_m or max(map_gsd_m, lo / cfg.cells_per_footprint)
+    n = cfg.levels or max(1, 1 + int(math.ceil(math.log2(max(hi / cfg.cells_per_footprint / c0, 1.0)) - 1e-9)))
+    return [c0 * 2**k for k in range(n)]
+
+
+def plan_kp_gsds(cfg: FineConfig, scales_m: list[float], map_gsd_m: float) -> list[float]:
+    """Keypoint pyramid GSDs (metres per pixel), finest first."""
+    lo, hi = min(scales_m), max(scales_m)
+    g0 = cfg.kp_gsd_m or max(map_gsd_m, lo / cfg.kp_frame_px)
+    n = max(1, 1 + int(math.ceil(math.log2(max(hi / cfg.kp_frame_px / g0, 1.0)) - 1e-9)))
+    return [g0 * 2**k for k in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------- build
+def fine_extractors(cfg: FineConfig, encoder=None) -> dict:
+    """The dense extractors ``cfg.methods`` name (the learned one takes the encoder's model)."""
+    from ..features import dense_extractor
+
+    return {m: dense_extractor(m, getattr(encoder, "model", None)) for m in cfg.methods}
+
+
+def build_fine(raster, out_dir: Path, cfg: FineConfig, scales_m: list[float], extractors, *,
+               progress: bool = True, block_cells: int = 1024) -> dict:
+    """Compute the fine-stage products of ``raster`` into ``out_dir/fine``; return the manifest entry.
+
+    Args:
+        raster: the map (:class:`foenet_ros.geo.MapRaster`).
+        cfg: what to store.
+        scales_m: the index's tile scales (footprint sizes).
+        extractors: {method: DenseExtractor} for ``cfg.methods``.
+        block_cells: dense levels are computed in blocks of this many cells (plus a margin), so a
+            level never needs more than one block of feature memory at a time.
+    """
+    from tqdm.auto import tqdm
+
+    fine = Path(out_dir) / FINE_DIR
+    fine.mkdir(parents=True, exist_ok=True)
+    xmin, ymin, xmax, ymax = raster.bounds_xy
+    cells = plan_cells(cfg, scales_m, raster.gsd_m)
+    levels = []
+    work = sum(math.ceil((ymax - ymin) / c / block_cells) * math.ceil((xmax - xmin) / c / block_cells) for c in cells)
+    bar = tqdm(total=work * len(cfg.methods), desc="map features", unit="block", disable=not progress)
+    for k, c in enumerate(cells):
+        H, W = int(math.ceil((ymax - ymin) / c)), int(math.ceil((xmax - xmin) / c))
+        valid_all = np.zeros((H, W), bool)
+        for name in cfg.methods:
+            ex = extractors[name]
+            dtype = np.uint8 if ex.storage == "u8" else np.int8
+            path = fine / f"level{k}_{name}.npy"
+            arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(H, W, ex.channels))
+            for i0 in range(0, H, block_cells):
+                for j0 in range(0, W, block_cells):
+                    i1, j1 = min(H, i0 + block_cells), min(W, j0 + block_cells)
+                    f, v = map_features(raster, ex, c, (i0, i1, j0, j1), (xmin, ymax))
+                    arr[i0:i1, j0:j1] = quantize(f, ex.storage)
+                    valid_all[i0:i1, j0:j1] |= v
+                    bar.update(1)
+            arr.flush()
+            del arr
+        np.save(fine / f"level{k}_valid.npy", valid_all)
+        levels.append({"cell_m": c, "shape": [H, W]})
+    bar.close()
+    entry = {"format": FINE_FORMAT, "config": cfg.to_json(), "origin_xy": [xmin, ymax], "levels": levels,
+             "methods": {n: {"channels": extractors[n].channels, "storage": extractors[n].storage,
+                             "stride": extractors[n].stride} for n in cfg.methods}}
+    if cfg.keypoints:
+        entry["keypoints"] = build_keypoints(raster, fine, cfg, plan_kp_gsds(cfg, scales_m, raster.gsd_m),
+                                             progress=progress)
+    return entry
+
+
+def map_features(raster, extractor, cell_m: float, block: tuple[int, int, int, int],
+                 top_left: tuple[float, float], margin: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Dense features of cells ``[i0:i1, j0:j1]`` of the level grid with cell ``cell_m`` anchored at ``top_left``.
+
+    The map is resampled (north-up, anti-aliased) to ``cell_m / stride`` with ``margin`` extra cells on
+    every side, so features near a block edge see the same neighbourhood as in one big block.
+    Returns ``(feats [C, i1-i0, j1-j0] float32, valid [i1-i0, j1-j0] bool)``.
+    """
+    i0, i1, j0, j1 = block
+    s = extractor.stride
+    px = cell_m / s
+    x0 = top_left[0] + (j0 - margin) * cell_m
+    y0 = top_left[1] - (i0 - margin) * cell_m
+    w = (j1 - j0 + 2 * margin) * s
+    h = (i1 - i0 + 2 * margin) * s
+    # frame xy -> output pixel centres: u = (x - x0) / px - 0.5, v = (y0 - y) / px - 0.5
+    M = np.array([[1.0 / px, 0.0, -x0 / px - 0.5], [0.0, -1.0 / px, y0 / px - 0.5], [0.0, 0.0, 1.0]])
+    img, valid = raster.warp(M, (w, h), px)
+    f, v = extractor.extract(img[:, :, :3] if img.ndim == 3 else img, valid)
+    sl = (slice(margin, margin + i1 - i0), slice(margin, margin + j1 - j0))
+    return f[:, sl[0], sl[1]], v[sl]
+
+
+def build_keypoints(raster, fine: Path, cfg: FineConfig, gsds: list[float], *, progress: bool = True,
+                    block_px: int = 2048, grid_m: float | None = None) -> dict:
+    """Detect SIFT keypoints on the map at each GSD of ``gsds`` (by blocks) and store them sorted
+    by a spatial grid (``grid_m`` cells, default 64 px of the coarsest level) for window look-ups."""
+    from tqdm.auto import tqdm
+
+    from ..features.local import SiftDetector
+
+    det = SiftDetector(max_features=0)
+    xmin, ymin, xmax, ymax = raster.bounds_xy
+    xy_all, size_all, lvl_all, desc_all = [], [], [], {f: [] for f in cfg.kp_flavours}
+    margin = 32
+    jobs = []
+    for li, g in enumerate(gsds):
+        W, H = int(math.ceil((xmax - xmin) / g)), int(math.ceil((ymax - ymin) / g))
+        jobs += [(li, g, i0, j0, H, W) for i0 in range(0, H, block_px) for j0 in range(0, W, block_px)]
+    for li, g, i0, j0, H, W in tqdm(jobs, desc="map keypoints", unit="block", disable=not progress):
+        i1, j1 = min(H, i0 + block_px), min(W, j0 + block_px)
+        x0, y0 = xmin + (j0 - margin) * g, ymax - (i0 - margin) * g
+        w, h = j1 - j0 + 2 * margin, i1 - i0 + 2 * margin
+        M = np.array([[1.0 / g, 0.0, -x0 / g - 0.5], [0.0, -1.0 / g, y0 / g - 0.5], [0.0, 0.0, 1.0]])
+        img, valid = raster.warp(M, (w, h), g)
+        import cv2
+
+        mask = cv2.erode(valid.astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+        kp = det.detect(img[:, :, :3] if img.ndim == 3 else img, mask, cfg.kp_flavours)
+        if len(kp) == 0:
+            continue
+        core = ((kp.xy[:, 0] >= margin) & (kp.xy[:, 0] < w - margin) & (kp.xy[:, 1] >= margin)
+                & (kp.xy[:, 1] < h - margin))
+        kp = kp.subset(np.flatnonzero(core))
+        kp = kp.subset(_strongest_per_block(kp.xy, kp.response, 64, cfg.kp_per_block))
+        # pixel centres -> frame metres
+        xy = np.column_stack([x0 + (kp.xy[:, 0] + 0.5) * g, y0 - (kp.xy[:, 1] + 0.5) * g])
+        xy_all.append(xy)
+        size_all.append(kp.size * g)
+        lvl_all.append(np.full(len(kp), li, np.uint8))
+        for f in cfg.kp_flavours:
+            desc_all[f].append(kp.desc[f])
+    xy = np.concatenate(xy_all) if xy_all else np.zeros((0, 2))
+    size = np.concatenate(size_all).astype(np.float32) if size_all else np.zeros(0, np.float32)
+    lvl = np.concatenate(lvl_all) if lvl_all else np.zeros(0, np.uint8)
+    grid_m = grid_m or 64.0 * gsds[-1]
+    gw, gh = max(1, int(math.ceil((xmax - xmin) / grid_m))), max(1, int(math.ceil((ymax - ymin) / grid_m)))
+    cell = _grid_cell(xy, (xmin, ymax), grid_m, gw, gh)
+    order = np.argsort(cell, kind="stable")
+    starts = np.searchsorted(cell[order], np.arange(gw * gh + 1)).astype(np.int64)
+    np.save(fine / "kp_xy.npy", xy[order].astype(np.float64))
+    np.save(fine / "kp_size.npy", size[order])
+    np.save(fine / "kp_level.npy", lvl[order])
+    for f in cfg.kp_flavours:
+        d = np.concatenate(desc_all[f]) if desc_all[f] else np.zeros((0, 128), np.uint8)
+        np.save(fine / f"kp_{f}.npy", d[order])
+    np.save(fine / "kp_cells.npy", starts)
+    log.info("map keypoints: %d at GSDs %s m", len(xy), [round(g, 3) for g in gsds])
+    return {"count": int(len(xy)), "gsd_m": gsds, "grid_m": grid_m, "grid_shape": [gh, gw],
+            "flavours": list(cfg.kp_flavours)}
+
+
+def _grid_cell(xy: np.ndarray, top_left, grid_m: float, gw: int, gh: int) -> np.ndarray:
+    col = np.clip(np.floor((xy[:, 0] - top_left[0]) / grid_m), 0, gw - 1).astype(np.int64)
+    row = np.clip(np.floor((top_left[1] - xy[:, 1]) / grid_m), 0, gh - 1).astype(np.int64)
+    return row * gw + col
+
+
+def _strongest_per_block(xy: np.ndarray, response: np.ndarray, block: int, keep: int) -> np.ndarray:
+    """Indices of at most ``keep`` strongest keypoints per ``block`` x ``block`` pixel block."""
+    if len(xy) == 0:
+        return np.zeros(0, int)
+    b = (np.floor(xy[:, 1] / block).astype(np.int64) << 32) + np.floor(xy[:, 0] / block).astype(np.int64)
+    order = np.lexsort((-response, b))
+    bs = b[order]
+    first = np.r_[0, np.flatnonzero(bs[1:] != bs[:-1]) + 1]
+    rank = np.arange(len(bs)) - np.repeat(first, np.diff(np.r_[first, len(bs)]))
+    return np.sort(order[rank < keep])
+
+
+# ---------------------------------------------------------------------------------------------- load
+class FineStore:
+    """The fine-stage products of a loaded index (memory-mapped), read by window.
+
+    Attributes:
+        cells: level cell sizes (m), finest first.
+        methods: dense methods stored.
+        has_keypoints: whether keypoints were stored.
+    """
+
+    def __init__(self, index_dir: Path, entry: dict) -> None:
+        self.dir = Path(index_dir) / FINE_DIR
+        self.entry = entry
+        try:
+            self.origin = (float(entry["origin_xy"][0]), float(entry["origin_xy"][1]))
+            self.cells = [float(lv["cell_m"]) for lv in entry["levels"]]
+            self.methods = list(entry["methods"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexCorruptError(f"index {index_dir}: malformed 'fine' manifest section ({exc})") from exc
+        self._feats: dict[tuple[int, str], np.ndarray] = {}
+        self._valid: dict[int, np.ndarray] = {}
+        self.has_keypoints = "keypoints" in entry
+        self._kp: dict[str, np.ndarray] | None = None
+
+    @classmethod
+    def for_index(cls, index) -> "FineStore":
+        """The fine-stage products of a loaded :class:`~foenet_ros.index.TileIndex`.
+
+        Raises:
+            IndexMismatchError: the index has none (built by an older foenet_ros): it must be rebuilt.
+        """
+        from ..errors import IndexMismatchError
+        from .manifest import REBUILD_HINT
+
+        entry = index.manifest.get("fine")
+        if not isinstance(entry, dict):
+            raise IndexMismatchError(
+                f"index {index.path} has no fine-stage map features (built by an older foenet_ros); {REBUILD_HINT}")
+        return cls(index.path, entry)
+
+    @staticmethod
+    def files(entry: dict) -> list[str]:
+        """Every file of the ``fine/`` folder that the manifest entry implies (relative paths)."""
+        out = []
+        for k in range(len(entry.get("levels", []))):
+            out += [f"{FINE_DIR}/level{k}_{m}.npy" for m in entry.get("methods", {})] + [f"{FINE_DIR}/level{k}_valid.npy"]
+        if "keypoints" in entry:
+            out += [f"{FINE_DIR}/kp_{n}.npy" for n in ("xy", "size", "level", "cells")]
+            out += [f"{FINE_DIR}/kp_{f}.npy" for f in entry["keypoints"].get("flavours", [])]
+        return out
+
+    def _load(self, name: str) -> np.ndarray:
+        path = self.dir / name
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"cannot read {path}: {exc}; rebuild the index") from exc
+
+    def level_for(self, footprint_m: float, target_cells: int = 96) -> int:
+        """The level whose cells make a ``footprint_m`` template closest to ``target_cells`` wide (log scale)."""
+        return int(np.argmin([abs(math.log(footprint_m / c / target_cells)) for c in self.cells]))
+
+    def window(self, level: int, box: tuple[float, float, float, float], methods: list[str]):
+        """Features of ``methods`` (concatenated) over the cells covering ``box`` = (xmin, ymin, xmax, ymax).
+
+        Cells outside the map are zero and invalid. Returns a :class:`foenet_ros.features.FeatureGrid`.
+        """
+        c = self.cells[level]
+        xmin, ymin, xmax, ymax = box
+        j0 = int(math.floor((xmin - self.origin[0]) / c))
+        j1 = int(math.ceil((xmax - self.origin[0]) / c))
+        i0 = int(math.floor((self.origin[1] - ymax) / c))
+        i1 = int(math.ceil((self.origin[1] - ymin) / c))
+        H, W = i1 - i0, j1 - j0
+        if (level, "valid") not in self._feats:
+            self._feats[(level, "valid")] = self._load(f"level{level}_valid.npy")
+        vmap = self._feats[(level, "valid")]
+        Hm, Wm = vmap.shape
+        a0, a1, b0, b1 = max(i0, 0), min(i1, Hm), max(j0, 0), min(j1, Wm)
+        parts = []
+        valid = np.zeros((H, W), bool)
+        if a1 > a0 and b1 > b0:
+            valid[a0 - i0 : a1 - i0, b0 - j0 : b1 - j0] = vmap[a0:a1, b0:b1]
+        for m in methods:
+            key = (level, m)
+            if key not in self._feats:
+                self._feats[key] = self._load(f"level{level}_{m}.npy")
+            arr = self._feats[key]
+            f = np.zeros((arr.shape[2], H, W), np.float32)
+            if a1 > a0 and b1 > b0:
+                f[:, a0 - i0 : a1 - i0, b0 - j0 : b1 - j0] = dequantize(np.asarray(arr[a0:a1, b0:b1]))
+            parts.append(f)
+        feats = np.concatenate(parts, axis=0) * valid[None]
+        origin = (self.origin[0] + (j0 + 0.5) * c, self.origin[1] - (i0 + 0.5) * c)
+        return FeatureGrid(feats, valid, origin, c)
+
+    # ------------------------------------------------------------------ keypoints
+    def keypoints_in(self, box: tuple[float, float, float, float], flavour: str, gsd_m: float | None = None):
+        """Keypoints inside ``box`` (frame metres): ``(xy [N,2], size_m [N], desc [N,128] uint8)``.
+
+        ``gsd_m``: keep the keypoint pyramid levels within a factor 2 of this GSD (all when None).
+        """
+        if not self.has_keypoints:
+            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8)
+        kp = self.entry["keypoints"]
+        if self._kp is None:
+            self._kp = {n: self._load(f"kp_{n}.npy") for n in ("xy", "size", "level", "cells")}
+        if flavour not in self._kp:
+            if flavour not in kp.get("flavours", []):
+                raise IndexCorruptError(f"index has no {flavour!r} keypoint descriptors; rebuild it")
+            self._kp[flavour] = self._load(f"kp_{flavour}.npy")
+        gh, gw = kp["grid_shape"]
+        g = float(kp["grid_m"])
+        xmin, ymin, xmax, ymax = box
+        c0 = max(0, int(math.floor((xmin - self.origin[0]) / g)))
+        c1 = min(gw - 1, int(math.floor((xmax - self.origin[0]) / g)))
+        r0 = max(0, int(math.floor((self.origin[1] - ymax) / g)))
+        r1 = min(gh - 1, int(math.floor((self.origin[1] - ymin) / g)))
+        if c1 < c0 or r1 < r0:
+            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8)
+        starts = self._kp["cells"]
+        idx = np.concatenate([np.arange(starts[r * gw + c0], starts[r * gw + c1 + 1]) for r in range(r0, r1 + 1)])
+        xy = np.asarray(self._kp["xy"][idx])
+        sel = (xy[:, 0] >= xmin) & (xy[:, 0] <= xmax) & (xy[:, 1] >= ymin) & (xy[:, 1] <= ymax)
+        if gsd_m is not None:
+            gsds = np.asarray(kp["gsd_m"], dtype=np.float64)
+            lv = np.asarray(self._kp["level"][idx])
+            ok_levels = np.flatnonzero(np.abs(np.log2(gsds / gsd_m)) <= 1.0)
+            if len(ok_levels) == 0:
+                ok_levels = np.array([int(np.argmin(np.abs(np.log2(gsds / gsd_m))))])
+            sel &= np.isin(lv, ok_levels)
+        idx = idx[sel]
+        return xy[sel], np.asarray(self._kp["size"][idx]), np.asarray(self._kp[flavour][idx])

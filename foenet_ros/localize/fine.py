@@ -1,0 +1,326 @@
+"""The fine stage: search regions -> fine-grained overlap estimation -> a metric fix with a covariance.
+
+Two passes over the precomputed map features (:class:`foenet_ros.index.fine.FineStore`):
+
+1. **coarse heatmap** (:func:`overlap.correlate` + :func:`overlap.decode`): the frame projected
+   on the ground for each pose hypothesis (heading bins around the compass, scale bins around the
+   altitude) at a cell size that makes it ~64 cells wide -- coarse enough to tolerate half a bin
+   of heading or scale error -- correlated with each search region's map window. The heatmap's
+   peak is where the frame overlaps the map; its distinctness (z-score, margin over the best
+   rival place) is the evidence.
+2. **patch refinement** (:func:`overlap.patch_correspondences` + :func:`overlap.fit_patches`): the
+   frame projected for the winning hypothesis at ~2x finer cells, cut into patches, each found
+   near its predicted place; a similarity (or, with tilt to explain, a homography) fitted to the
+   consistent patches corrects position, heading and scale. A bootstrap over the patches gives
+   the fit's covariance.
+
+The result is the camera's ground position (its nadir; the image centre for frames without
+intrinsics), heading, altitude, and the transform from frame pixels to map metres that the
+keypoint refinement (:mod:`.refine`) starts from.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CameraError
+from ..geo import CameraIntrinsics
+from ..geo.camera import ground_to_image_homography
+from .overlap import (
+    Hypothesis,
+    OverlapResult,
+    apply_h,
+    correlate,
+    decode,
+    fit_patches,
+    fit_similarity,
+    make_templates,
+    patch_correspondences,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sensors:
+    """What is known about the frame's pose besides the image (grid-north headings).
+
+    Attributes:
+        heading_grid_deg: heading of the image-up direction from the map grid's north (None: unknown).
+        heading_sigma_deg: its 1-sigma error.
+        alt_m: camera height above the ground (None: unknown).
+        alt_sigma_m: its 1-sigma error.
+        attitude: (roll_deg, pitch_deg) of the camera (None: unknown, assumed nadir).
+        attitude_sigma_deg: 1-sigma error of roll and pitch.
+    """
+
+    heading_grid_deg: float | None = None
+    heading_sigma_deg: float = 3.0
+    alt_m: float | None = None
+    alt_sigma_m: float = 5.0
+    attitude: tuple[float, float] | None = None
+    attitude_sigma_deg: float = 1.0
+
+
+@dataclass
+class Region:
+    """Where the camera nadir may be: a box (frame metres), and a footprint hint for unknown altitude."""
+
+    box: tuple[float, float, float, float]
+    tag: int = -1  # e.g. the retrieved tile id
+    footprint_m: float | None = None  # ground width of the frame (from the tile size) when the altitude is unknown
+
+
+@dataclass
+class FineFix:
+    """A fix from the fine stage.
+
+    Attributes:
+        xy: [2] camera nadir (frame metres); for a frame without intrinsics the image-centre ground point.
+        cov: [2, 2] covariance of the fit (m^2): bootstrap over the patches (before the error budget).
+        heading_grid_deg, alt_m: the refined heading (grid north) and altitude.
+        H_img_to_map: [3, 3] undistorted working-frame pixels -> map metres.
+        model: "similarity" | "homography".
+        coarse: the coarse heatmap result of the winning region.
+        rival_z: best coarse z-score of another place (another region or far in the same window).
+        inliers, tested, rms_m: patch-fit evidence.
+        region: index of the winning region.
+    """
+
+    xy: np.ndarray
+    cov: np.ndarray
+    heading_grid_deg: float
+    alt_m: float
+    H_img_to_map: np.ndarray
+    model: str
+    coarse: OverlapResult
+    rival_z: float
+    inliers: int
+    tested: int
+    rms_m: float
+    region: int
+    hyp: Hypothesis
+    src: np.ndarray  # [N, 2] inlier patch centres, template ground metres (offsets from the hypothesis' nadir)
+    dst: np.ndarray  # [N, 2] where they lie on the map, metres
+    info: dict = field(default_factory=dict)
+
+    @property
+    def margin(self) -> float:
+        return self.coarse.z_peak - self.rival_z
+
+
+class FineStage:
+    """Runs the two passes for one frame over a list of search regions.
+
+    Args:
+        store: the index's :class:`~foenet_ros.index.fine.FineStore`.
+        extractors: dense extractors, in the order of ``methods`` (their channels are concatenated).
+        methods: the store's method names for them.
+        config: the Localizer's configuration (``fine_*`` fields).
+        device: torch device for the FFTs.
+    """
+
+    def __init__(self, store, extractors: list, methods: list[str], config, device="cpu") -> None:
+        self.store = store
+        self.extractors = extractors
+        self.methods = methods
+        self.cfg = config
+        self.device = device
+
+    # ------------------------------------------------------------------ hypotheses
+    def hypotheses(self, sensors: Sensors, cam: CameraIntrinsics, region: Region,
+                   headings: list[float] | None = None) -> tuple[list[float], list[float], float, float]:
+        """Heading bins and scale bins around what the sensors say (or the region's footprint hint).
+
+        Returns ``(headings_deg, scales, alt0, ...)``: grid headings, relative scales (of ``alt0``),
+        the nominal altitude, and (roll, pitch) packed as the last element's pair.
+        """
+        cfg = self.cfg
+        if headings is None:
+            if sensors.heading_grid_deg is None:
+                raise ValueError("hypotheses need a heading or a list of headings")
+            n = min(cfg.fine_max_heading_bins, 2 * int(math.ceil(2.0 * sensors.heading_sigma_deg / cfg.fine_heading_step_deg)) + 1)
+            n = max(1, n - (1 - n % 2))  # odd: the compass heading itself is a bin
+            headings = [sensors.heading_grid_deg + (k - n // 2) * cfg.fine_heading_step_deg for k in range(n)]
+        if sensors.alt_m is not None:
+            alt0 = sensors.alt_m
+            rel = 2.0 * sensors.alt_sigma_m / max(alt0, 1e-6)
+        else:
+            fp = region.footprint_m or 100.0
+            alt0 = fp / (2.0 * math.tan(math.radians(cam.hfov_deg) / 2.0))
+            rel = cfg.fine_unknown_scale_range
+        n = min(cfg.fine_max_scale_bins, 2 * int(math.ceil(rel / cfg.fine_scale_step)) + 1)
+        n = max(1, n - (1 - n % 2))
+        scales = [math.exp((k - n // 2) * cfg.fine_scale_step) for k in range(n)]
+        return [float(h) % 360.0 for h in headings], scales, alt0
+
+    @staticmethod
+    def _hyps(headings, scales, alt0, sensors: Sensors) -> list[Hypothesis]:
+        roll, pitch = sensors.attitude if sensors.attitude is not None else (0.0, 0.0)
+        return [Hypothesis(h, alt0 * s, roll, pitch) for h in headings for s in scales]
+
+    # ------------------------------------------------------------------ the two passes
+    def run(self, frame: np.ndarray, cam: CameraIntrinsics, sensors: Sensors, regions: list[Region],
+            headings: list[float] | None = None, keep_heat: bool = False,
+            allow_homography: bool = True) -> tuple[FineFix | None, list[OverlapResult]]:
+        """Coarse heatmaps over the regions (best first, stopping at a decisive peak), then patch
+        refinement of the best one.
+
+        Args:
+            frame: the undistorted working frame [H, W, 3] uint8 that ``cam`` describes.
+            headings: grid headings to try (overrides the sensor's heading bins; e.g. a sweep).
+            allow_homography: the patch fit may use a homography (tilt) when the attitude is unknown.
+        Returns:
+            ``(fix or None, per-region coarse results)``.
+        """
+        cfg = self.cfg
+        results: list[tuple[int, OverlapResult]] = []
+        cache: dict = {}  # templates are relative to the nadir: shared by regions with the same hypotheses
+        for ri, region in enumerate(regions):
+            heads, scales, alt0 = self.hypotheses(sensors, cam, region, headings)
+            # coordinate search: the heading bins at the nominal scale, then the scale bins at the
+            # best heading (the coarse peak tolerates half a bin of either, so the two separate)
+            res = self.coarse(frame, cam, self._hyps(heads, [1.0], alt0, sensors), region.box, keep_heat=keep_heat,
+                              cache=cache)
+            if res is not None and len(scales) > 1:
+                others = [s for s in scales if abs(s - 1.0) > 1e-9]
+                res2 = self.coarse(frame, cam, self._hyps([res.hyp.heading_grid_deg], others, alt0, sensors), region.box,
+                                   keep_heat=keep_heat, cache=cache)
+                if res2 is not None and res2.z_peak > res.z_peak:
+                    res2.z_second = max(res2.z_second, res.z_second)
+                    res = res2
+            if res is not None:
+                res.info["region"] = ri
+                results.append((ri, res))
+                if res.z_peak >= cfg.fine_decisive_z and res.margin >= cfg.fine_decisive_margin:
+                    break  # an unmistakable peak: the remaining (lower-ranked) regions cannot matter
+        if not results:
+            return None, []
+        results.sort(key=lambda t: -t[1].z_peak)
+        ri, best = results[0]
+        rival = best.z_second
+        for _, other in results[1:]:
+            if np.hypot(*(other.xy - best.xy)) > max(4.0 * best.cell_m, 3.0 * math.sqrt(np.trace(best.cov))):
+                rival = max(rival, other.z_peak)
+                break
+        fix = self.refine(frame, cam, best, sensors, allow_homography=allow_homography)
+        if fix is not None:
+            fix.rival_z, fix.region = rival, ri
+        return fix, [r for _, r in results]
+
+    def coarse(self, frame, cam, hyps: list[Hypothesis], box, *, cells: int | None = None,
+               keep_heat: bool = False, cache: dict | None = None) -> OverlapResult | None:
+        """The coarse heatmap of one search box for a set of hypotheses."""
+        cfg = self.cfg
+        fp = max(_footprint_width(cam, h) for h in hyps)
+        level = self.store.level_for(fp, cells or cfg.fine_coarse_cells)
+        cell = self.store.cells[level]
+        key = (level, tuple(hyps))
+        templates = cache.get(key) if cache is not None else None
+        if templates is None:
+            templates = make_templates(frame, cam, hyps, cell, self.extractors,
+                                       max_cells=4 * (cells or cfg.fine_coarse_cells), keep_image=keep_heat)
+            if cache is not None:
+                cache[key] = templates
+        if not templates:
+            return None
+        xmin, ymin, xmax, ymax = box
+        # the window: every placement of every template whose nadir lies in the box
+        ax = [t.anchor_xy[0] for t in templates]
+        ay = [t.anchor_xy[1] for t in templates]
+        wx = [t.anchor_xy[0] + cell * t.feats.shape[2] for t in templates]
+        wy = [t.anchor_xy[1] - cell * t.feats.shape[1] for t in templates]
+        wbox = (xmin + min(ax) - cell, ymin + min(wy) - cell, xmax + max(wx) + cell, ymax + max(ay) + cell)
+        win = self.store.window(level, wbox, self.methods)
+        if not win.valid.any():
+            return None
+        scores, overlap, hw = correlate(templates, win, device=self.device)
+        res = decode(scores, overlap, win, templates, hw, box, min_overlap=cfg.fine_min_overlap,
+                     beta=cfg.fine_beta, keep_heat=keep_heat)
+        if res is not None:
+            res.info.update(level=level, hypotheses=len(templates))
+            if keep_heat and templates[res.hyp_index].image is not None:
+                res.info["template"] = templates[res.hyp_index].image
+        return res
+
+    def refine(self, frame, cam, coarse: OverlapResult, sensors: Sensors, allow_homography: bool = True) -> FineFix | None:
+        """Patch refinement of a coarse placement at ~2x finer cells; None when too few patches agree."""
+        cfg = self.cfg
+        hyp = coarse.hyp
+        fp = _footprint_width(cam, hyp)
+        level = self.store.level_for(fp, cfg.fine_patch_level_cells)
+        cell = self.store.cells[level]
+        if cell > coarse.cell_m and level > 0:  # never coarser than the coarse pass
+            level -= 1
+            cell = self.store.cells[level]
+        tmpl = make_templates(frame, cam, [hyp], cell, self.extractors, max_cells=4 * cfg.fine_patch_level_cells)
+        if not tmpl:
+            return None
+        t = tmpl[0]
+        S = max(cfg.fine_patch_search_cells, int(math.ceil(2.0 * coarse.cell_m / cell)))
+        ext = float(np.abs(t.anchor_xy).max()) + cell * (max(t.feats.shape[1:]) + S + 2)
+        x0, y0 = coarse.xy
+        win = self.store.window(level, (x0 - ext, y0 - ext, x0 + ext, y0 + ext), self.methods)
+        P = cfg.fine_patch_cells
+        src, dst, z, tested = patch_correspondences(t, win, coarse.xy, patch_cells=P, stride=max(1, P // 2),
+                                                    search_cells=S, min_z=cfg.fine_patch_min_z, device=self.device)
+        fit = fit_patches(src, dst, z, tested, cell, tol_cells=cfg.fine_patch_tol_cells,
+                          homography_min=cfg.fine_homography_min if sensors.attitude is None and allow_homography else 10**9)
+        if fit is None:
+            return None
+        # frame pixels -> ground offsets from the hypothesis' nadir -> map metres
+        H_g_from_img = np.linalg.inv(ground_to_image_homography(cam, hyp.pose()))
+        H = fit.M @ H_g_from_img
+        xy, heading, alt = _pose_from_similarity(fit.M, hyp)
+        cov = _bootstrap_cov(fit.src, fit.dst, hyp, cfg.fine_bootstrap) + np.eye(2) * (fit.rms_m**2 / max(fit.inliers, 1))
+        info = {"fine_level": level, "fine_cell_m": cell, "coarse_level": coarse.info.get("level"),
+                "coarse_cell_m": coarse.cell_m, "patch_inliers": fit.inliers, "patches_tested": fit.tested,
+                "patch_rms_m": fit.rms_m, "fit_model": fit.model}
+        return FineFix(xy, cov, heading, alt, H, fit.model, coarse, coarse.z_second, fit.inliers, fit.tested,
+                       fit.rms_m, -1, hyp, fit.src, fit.dst, info)
+
+
+def _footprint_width(cam: CameraIntrinsics, hyp: Hypothesis) -> float:
+    """Ground width seen by the frame at the nadir distance (m): ``2 alt tan(hfov / 2)``, longer side."""
+    return 2.0 * hyp.alt_m * math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
+
+
+def _pose_from_similarity(M: np.ndarray, hyp: Hypothesis) -> tuple[np.ndarray, float, float]:
+    """Nadir position, grid heading and altitude implied by a similarity on the hypothesis' template."""
+    xy = apply_h(M, np.zeros((1, 2)))[0]
+    s = math.hypot(M[0, 0], M[1, 0])
+    rot = math.degrees(math.atan2(M[1, 0], M[0, 0]))  # counter-clockwise on the map
+    # a counter-clockwise turn of the ground picture = the camera's heading turned anticlockwise
+    return xy, (hyp.heading_grid_deg - rot) % 360.0, hyp.alt_m * s
+
+
+def _bootstrap_cov(src: np.ndarray, dst: np.ndarray, hyp: Hypothesis, n: int, seed: int = 0) -> np.ndarray:
+    """Covariance of the nadir position over similarity refits on resampled patches (m^2)."""
+    if len(src) < 3 or n < 3:
+        return np.eye(2) * 1e4
+    rng = np.random.default_rng(seed + len(src))
+    pts = []
+    for _ in range(n):
+        idx = rng.integers(0, len(src), len(src))
+        M = fit_similarity(src[idx], dst[idx])
+        if M is not None:
+            pts.append(_pose_from_similarity(M, hyp)[0])
+    if len(pts) < 3:
+        return np.eye(2) * 1e4
+    return np.cov(np.asarray(pts).T)
+
+
+def camera_or_pseudo(cam: CameraIntrinsics | None, width: int, height: int) -> tuple[CameraIntrinsics, bool]:
+    """The frame's intrinsics, or the nadir pseudo-camera for a frame without them (flag True)."""
+    if cam is not None:
+        return cam, False
+    from .overlap import pseudo_camera
+
+    return pseudo_camera(width, height), True
+
+
+__all__ = ["CameraError", "FineFix", "FineStage", "Region", "Sensors", "camera_or_pseudo"]
