@@ -179,7 +179,7 @@ class FineStage:
         """
         cfg = self.cfg
         results: list[tuple[int, OverlapResult]] = []
-        cache: dict = {}  # templates are relative to the nadir: shared by regions with the same hypotheses
+        cache: dict = {"frame": {}}  # templates are relative to the nadir: shared by regions with the same hypotheses
         for ri, region in enumerate(regions):
             heads, scales, alt0 = self.hypotheses(sensors, cam, region, headings)
             # coordinate search: the heading bins at the nominal scale, then the scale bins at the
@@ -207,7 +207,7 @@ class FineStage:
             if np.hypot(*(other.xy - best.xy)) > max(4.0 * best.cell_m, 3.0 * math.sqrt(np.trace(best.cov))):
                 rival = max(rival, other.z_peak)
                 break
-        fix = self.refine(frame, cam, best, sensors, allow_homography=allow_homography)
+        fix = self.refine(frame, cam, best, sensors, allow_homography=allow_homography, cache=cache["frame"])
         if fix is not None:
             fix.rival_z, fix.region = rival, ri
         return fix, [r for _, r in results]
@@ -223,7 +223,8 @@ class FineStage:
         templates = cache.get(key) if cache is not None else None
         if templates is None:
             templates = make_templates(frame, cam, hyps, cell, self.extractors,
-                                       max_cells=4 * (cells or cfg.fine_coarse_cells), keep_image=keep_heat)
+                                       max_cells=4 * (cells or cfg.fine_coarse_cells), keep_image=keep_heat,
+                                       cache=None if cache is None else cache.setdefault("frame", {}))
             if cache is not None:
                 cache[key] = templates
         if not templates:
@@ -238,8 +239,11 @@ class FineStage:
         win = self.store.window(level, wbox, self.methods)
         if not win.valid.any():
             return None
-        scores, overlap, hw = correlate(templates, win, device=self.device)
-        res = decode(scores, overlap, win, templates, hw, box, min_overlap=cfg.fine_min_overlap,
+        log.debug("coarse: %d hypotheses, level %d (%.2f m), box %.0f x %.0f m, window %s cells, templates <= %s",
+                  len(templates), level, cell, xmax - xmin, ymax - ymin, win.shape,
+                  max(t.feats.shape[1:] for t in templates))
+        scores, overlap, hw, full = correlate(templates, win, device=self.device)
+        res = decode(scores, overlap, win, templates, hw, full, box, min_overlap=cfg.fine_min_overlap,
                      beta=cfg.fine_beta, keep_heat=keep_heat)
         if res is not None:
             res.info.update(level=level, hypotheses=len(templates))
@@ -247,7 +251,8 @@ class FineStage:
                 res.info["template"] = templates[res.hyp_index].image
         return res
 
-    def refine(self, frame, cam, coarse: OverlapResult, sensors: Sensors, allow_homography: bool = True) -> FineFix | None:
+    def refine(self, frame, cam, coarse: OverlapResult, sensors: Sensors, allow_homography: bool = True,
+               cache: dict | None = None) -> FineFix | None:
         """Patch refinement of a coarse placement at ~2x finer cells; None when too few patches agree."""
         cfg = self.cfg
         hyp = coarse.hyp
@@ -257,7 +262,8 @@ class FineStage:
         if cell > coarse.cell_m and level > 0:  # never coarser than the coarse pass
             level -= 1
             cell = self.store.cells[level]
-        tmpl = make_templates(frame, cam, [hyp], cell, self.extractors, max_cells=4 * cfg.fine_patch_level_cells)
+        tmpl = make_templates(frame, cam, [hyp], cell, self.extractors, max_cells=4 * cfg.fine_patch_level_cells,
+                              cache=cache)
         if not tmpl:
             return None
         t = tmpl[0]

@@ -148,7 +148,7 @@ def template_grid(cam: CameraIntrinsics, hyp: Hypothesis, cell_m: float, max_cel
 
 
 def render_template(frame: np.ndarray, cam: CameraIntrinsics, hyp: Hypothesis, cell_m: float, stride: int,
-                    max_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    max_cells: int, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project an (undistorted) frame onto the ground for ``hyp``: a north-up image at ``cell_m / stride``.
 
     Args:
@@ -158,6 +158,7 @@ def render_template(frame: np.ndarray, cam: CameraIntrinsics, hyp: Hypothesis, c
         cell_m: feature cell size (m); the image is rendered ``stride`` times finer.
         stride: the extractor's input pixels per feature cell.
         max_cells: refuse templates larger than this many cells on a side.
+        cache: a dict shared by the calls for one frame (the downscaled copies are made once).
 
     Returns:
         ``(image [h*stride, w*stride, 3] uint8, valid [h*stride, w*stride] bool, anchor [2])`` where
@@ -174,8 +175,16 @@ def render_template(frame: np.ndarray, cam: CameraIntrinsics, hyp: Hypothesis, c
     s = min(1.0, 1.5 * gsd / px)
     src = frame
     if s < 0.9:
-        src = cv2.resize(frame, (max(1, round(frame.shape[1] * s)), max(1, round(frame.shape[0] * s))),
-                         interpolation=cv2.INTER_AREA)
+        # octave-quantised copies, shared by the hypotheses of one frame
+        s = 2.0 ** (math.floor(2.0 * math.log2(max(s, 1e-3))) / 2.0)
+        key = ("down", round(s, 4))
+        if cache is not None and key in cache:
+            src = cache[key]
+        else:
+            src = cv2.resize(frame, (max(1, round(frame.shape[1] * s)), max(1, round(frame.shape[0] * s))),
+                             interpolation=cv2.INTER_AREA)
+            if cache is not None:
+                cache[key] = src
         sx, sy = src.shape[1] / frame.shape[1], src.shape[0] / frame.shape[0]
         S = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
         H = S @ H
@@ -183,21 +192,26 @@ def render_template(frame: np.ndarray, cam: CameraIntrinsics, hyp: Hypothesis, c
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     img = cv2.warpPerspective(src, H, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     ones = np.full(src.shape[:2], 255, np.uint8)
-    valid = cv2.warpPerspective(ones, H, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 250
+    valid = cv2.warpPerspective(ones, H, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     # black borders of an undistorted / rotated input carry no data either
     valid &= img.max(axis=2) > 0 if img.ndim == 3 else img > 0
     return img, valid, anchor
 
 
 def make_templates(frame: np.ndarray, cam: CameraIntrinsics, hyps: list[Hypothesis], cell_m: float, extractors,
-                   max_cells: int, keep_image: bool = False) -> list[Template]:
-    """Templates (concatenated features of every extractor) for each hypothesis that fits."""
+                   max_cells: int, keep_image: bool = False, cache: dict | None = None) -> list[Template]:
+    """Templates (concatenated features of every extractor) for each hypothesis that fits.
+
+    ``cache``: a dict shared by every call for the same frame (downscaled copies of the frame).
+    """
     out = []
+    cache = {} if cache is None else cache
     for hyp in hyps:
         try:
             parts, valid_all, anchor, img0 = [], None, None, None
             for ex in extractors:
-                img, valid, anchor = render_template(frame, cam, hyp, cell_m, ex.stride, max_cells)
+                img, valid, anchor = render_template(frame, cam, hyp, cell_m, ex.stride, max_cells, cache)
                 f, v = ex.extract(img, valid)
                 parts.append(f)
                 valid_all = v if valid_all is None else (valid_all & v)
@@ -277,42 +291,97 @@ def xcorr(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: 
     return scores.cpu().numpy(), overlap.cpu().numpy()
 
 
-def correlate(templates: list[Template], window: MapWindow, weights: np.ndarray | None = None,
-              device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Full FFT correlation of each template with the window.
+def xcorr_valid(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: np.ndarray,
+                device: torch.device | str = "cpu", groups: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Masked correlation of the fully-inside placements by direct convolution.
 
-    Each template is made zero-mean over its valid cells (so a uniformly brighter or busier map
-    area scores no higher), then ``num[u, v] = sum_q T(q) . F(p + q)`` over the valid cells that
-    overlap valid map cells, and ``cnt`` counts them. The score is ``num / sqrt(cnt * n_valid)``:
-    the mean dot product, damped where only part of the template overlaps the map.
+    Cheaper than the FFT when the placements are few (a tracking window, patch neighbourhoods).
 
     Args:
-        weights: optional [C] per-channel weights (e.g. to balance CFOG against learned channels).
+        T, M, n_valid: as for :func:`xcorr`.
+        F: [C, H, W] one window for every template, or [R, C, H, W] with ``groups=True`` (one each).
+        FV: [H, W] or [R, H, W] its validity.
 
     Returns:
-        ``(scores [R, U, V], overlap [R, U, V] = cnt / n_valid, (h, w) padded template size)``.
+        ``(scores, overlap)`` each [R, H-h+1, W-w+1]; index (a, b) puts template cell (0, 0) on window cell (a, b).
+    """
+    import torch.nn.functional as Fn
+
+    R, C, h, w = T.shape
+    dev = torch.device(device)
+    with torch.inference_mode():
+        Tt = torch.from_numpy(np.ascontiguousarray(T)).to(dev)
+        Mt = torch.from_numpy(np.ascontiguousarray(M))[:, None].to(dev)
+        if groups:
+            Fw = torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev).reshape(1, R * C, *F.shape[-2:])
+            Vw = torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev).reshape(1, R, *FV.shape[-2:])
+            num = Fn.conv2d(Fw, Tt, groups=R)[0]
+            cnt = Fn.conv2d(Vw, Mt, groups=R)[0]
+        else:
+            Fw = torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev)[None]
+            Vw = torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev)[None, None]
+            num = Fn.conv2d(Fw, Tt)[0]
+            cnt = Fn.conv2d(Vw, Mt)[0]
+        cnt = cnt.clamp(min=0.0)
+        nv = torch.from_numpy(n_valid).to(dev)[:, None, None]
+        scores = num / torch.sqrt(cnt.clamp(min=1.0) * nv)
+        overlap = cnt / nv
+    return scores.cpu().numpy(), overlap.cpu().numpy()
+
+
+def correlate(templates: list[Template], window: MapWindow, weights: np.ndarray | None = None,
+              device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray, tuple[int, int], int]:
+    """Correlation of each template with the window, by FFT or by direct convolution (the cheaper).
+
+    Each template is made zero-mean over its valid cells (so a uniformly brighter or busier map
+    area scores no higher), then ``num = sum_q T(q) . F(p + q)`` over the valid cells that overlap
+    valid map cells, and ``cnt`` counts them. The score is ``num / sqrt(cnt * n_valid)``: the mean
+    dot product, damped where only part of the template overlaps the map.
+
+    The FFT computes every placement that overlaps the window (full mode); direct convolution only
+    those fully inside it (valid mode: the window then must hold every placement of interest). The
+    returned ``offset`` says which: index (u, v) puts template cell (0, 0) on window cell
+    (u - offset, v - offset) with offset = h - 1 (full; rows) / w - 1 (columns), or 0 (valid).
+
+    Returns:
+        ``(scores [R, U, V], overlap [R, U, V] = cnt / n_valid, (h, w) padded template size, full)``
+        where ``full`` is 1 for the FFT's full mode and 0 for valid mode.
     """
     T, M, n_valid = _stack_templates(templates, weights)
+    R, C, h, w = T.shape
+    H, W = window.shape
+    if H >= h and W >= w:
+        direct = float(R * C * h * w) * (H - h + 1) * (W - w + 1)
+        fh, fw = _fast_len(H + h - 1), _fast_len(W + w - 1)
+        fft = float((R + 1) * C + 2 * R + 1) * fh * fw * math.log2(fh * fw) * 2.5
+        if direct < fft:
+            scores, overlap = xcorr_valid(T, M, n_valid, window.feats, window.valid, device)
+            return scores, overlap, (h, w), 0
     scores, overlap = xcorr(T, M, n_valid, window.feats[None], window.valid[None], device)
-    return scores, overlap, T.shape[2:]
+    return scores, overlap, (h, w), 1
 
 
-def placement_nadirs(window: MapWindow, templates: list[Template], hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def placement_nadirs(window: MapWindow, templates: list[Template], hw: tuple[int, int],
+                     full: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Nadir ground coordinates of every placement: ``(x [R, V], y [R, U])`` (separable grids)."""
     h, w = hw
     H, W = window.shape
     c = window.cell_m
-    u = np.arange(H + h - 1, dtype=np.float64)
-    v = np.arange(W + w - 1, dtype=np.float64)
+    if full:
+        u = np.arange(H + h - 1, dtype=np.float64) - (h - 1)
+        v = np.arange(W + w - 1, dtype=np.float64) - (w - 1)
+    else:
+        u = np.arange(H - h + 1, dtype=np.float64)
+        v = np.arange(W - w + 1, dtype=np.float64)
     ax = np.array([t.anchor_xy[0] for t in templates])[:, None]
     ay = np.array([t.anchor_xy[1] for t in templates])[:, None]
-    x = window.origin_xy[0] + (v[None] - (w - 1)) * c - ax
-    y = window.origin_xy[1] - (u[None] - (h - 1)) * c - ay
+    x = window.origin_xy[0] + v[None] * c - ax
+    y = window.origin_xy[1] - u[None] * c - ay
     return x, y
 
 
 def decode(scores: np.ndarray, overlap: np.ndarray, window: MapWindow, templates: list[Template],
-           hw: tuple[int, int], search_box: tuple[float, float, float, float], *, min_overlap: float = 0.5,
+           hw: tuple[int, int], full: int, search_box: tuple[float, float, float, float], *, min_overlap: float = 0.5,
            beta: float = 1.0, mode_radius_cells: float = 2.5, ambiguity_radius_m: float | None = None,
            keep_heat: bool = False) -> OverlapResult | None:
     """Decode the score volume into the best placement, a covariance and the acceptance statistics.
@@ -329,7 +398,7 @@ def decode(scores: np.ndarray, overlap: np.ndarray, window: MapWindow, templates
         an :class:`OverlapResult`, or None when no placement is allowed.
     """
     c = window.cell_m
-    x, y = placement_nadirs(window, templates, hw)
+    x, y = placement_nadirs(window, templates, hw, full)
     xmin, ymin, xmax, ymax = search_box
     inx = (x >= xmin) & (x <= xmax)  # [R, V]
     iny = (y >= ymin) & (y <= ymax)  # [R, U]
@@ -468,11 +537,8 @@ def patch_correspondences(template: Template, window: MapWindow, xy0: np.ndarray
     if not patches:
         return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0
     T, M, n_valid = _stack_templates(patches)
-    scores, overlap = xcorr(T, M, n_valid, np.stack(locals_f), np.stack(locals_v), device)
-    # full-correlation index (u, v) puts patch cell (0, 0) on neighbourhood cell (u - P + 1, v - P + 1):
-    # the fully-inside placements are u, v in [P - 1, P - 1 + 2S]
-    scores = scores[:, P - 1 : P + 2 * S, P - 1 : P + 2 * S]
-    overlap = overlap[:, P - 1 : P + 2 * S, P - 1 : P + 2 * S]
+    # each patch against its own neighbourhood: a grouped convolution, placements (2S+1) x (2S+1)
+    scores, overlap = xcorr_valid(T, M, n_valid, np.stack(locals_f), np.stack(locals_v), device, groups=True)
     src, dst, zs = [], [], []
     for k in range(len(patches)):
         reg, ok = scores[k], overlap[k] >= 0.9
@@ -535,20 +601,29 @@ def fit_patches(src: np.ndarray, dst: np.ndarray, z: np.ndarray, tested: int, ce
     d0 = dst - o  # local map coordinates
     tol = tol_cells * cell_m
     rng = np.random.default_rng(seed)
-    best, best_cnt = None, 0
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    if len(pairs) > 400:
-        pick = rng.choice(len(pairs), 400, replace=False)
-        pairs = [pairs[k] for k in pick]
-    for i, j in pairs:
-        M = fit_similarity(src[[i, j]], d0[[i, j]])
-        if M is None or not _near_identity(M, max_scale_change, max_rotation_deg):
-            continue
-        cnt = int(np.sum(np.linalg.norm(apply_h(M, src) - d0, axis=1) < tol))
-        if cnt > best_cnt:
-            best, best_cnt = M, cnt
-    if best is None or best_cnt < 3:
+    # every pair (or 400 random ones) proposes a similarity; all are scored at once
+    ii, jj = np.triu_indices(n, 1)
+    if len(ii) > 400:
+        pick = rng.choice(len(ii), 400, replace=False)
+        ii, jj = ii[pick], jj[pick]
+    z1 = src[:, 0] + 1j * src[:, 1]
+    z2 = d0[:, 0] + 1j * d0[:, 1]
+    dz1 = z1[jj] - z1[ii]
+    ok = np.abs(dz1) > 1e-9
+    a = np.where(ok, (z2[jj] - z2[ii]) / np.where(ok, dz1, 1.0), 0.0)  # scale * e^{i angle}
+    b = z2[ii] - a * z1[ii]
+    ok &= (np.abs(np.log(np.maximum(np.abs(a), 1e-12))) <= max_scale_change)
+    ok &= np.abs(np.degrees(np.angle(a))) <= max_rotation_deg
+    if not ok.any():
         return None
+    a, b = a[ok], b[ok]
+    resid = np.abs(a[:, None] * z1[None] + b[:, None] - z2[None])  # [hyp, n]
+    counts = (resid < tol).sum(axis=1)
+    k = int(np.argmax(counts))
+    best_cnt = int(counts[k])
+    if best_cnt < 3:
+        return None
+    best = np.array([[a[k].real, -a[k].imag, b[k].real], [a[k].imag, a[k].real, b[k].imag], [0.0, 0.0, 1.0]])
     inl = np.linalg.norm(apply_h(best, src) - d0, axis=1) < tol
     for _ in range(2):  # refit on the consensus, re-select
         M = fit_similarity(src[inl], d0[inl])
