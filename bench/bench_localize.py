@@ -164,7 +164,8 @@ def run_views(name: str, loc: Localizer, mp, intr, poses, *, sequence: bool, ren
                "truth": [pose.x, pose.y, pose.alt_m, true_heading, pose.pitch_deg], "est": [est.x, est.y, est.alt_m, est.heading_deg],
                "timings_ms": dict(est.timings_ms, wall=wall), "search": est.pose.get("search"),
                "source": est.pose.get("source"), "model": est.pose.get("model"), "inliers": est.inliers,
-               "valid_frac": float(valid.mean())}
+               "valid_frac": float(valid.mean()),
+               "diag": {k: v for k, v in est.pose.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}}
         if est.has_fix and math.isfinite(est.heading_deg):
             rec["heading_err_deg"] = abs((est.heading_deg - true_heading + 180) % 360 - 180)
         records.append(rec)
@@ -333,6 +334,7 @@ def run_cases(args) -> dict:
 
     from foenet_ros.model import Encoder, load_checkpoint, load_default_model
 
+    torch.set_num_threads(args.threads)
     data = shared_data_dir()
     model = load_default_model() if args.model is None else load_checkpoint(args.model)
     encoder = Encoder(model, device=args.device, batch_size=16)
@@ -374,7 +376,7 @@ def run_baseline(rev: str, args) -> dict:
     out = Path(tempfile.gettempdir()) / f"foenet_baseline_{rev}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--cases", *args.cases, "--n-views", str(args.n_views),
            "--n-frames", str(args.n_frames), "--seed", str(args.seed), "--cache", str(Path(args.cache) / f"baseline_{rev}"),
-           "--out", str(out), "--device", args.device]
+           "--out", str(out), "--device", args.device, "--threads", str(args.threads)]
     env = dict(os.environ, FOENET_IMPL_ROOT=str(wt), PYTHONPATH=str(wt))
     subprocess.run(cmd, check=True, env=env)
     return json.loads(out.read_text())
@@ -430,6 +432,7 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/localize.json")
     ap.add_argument("--model", default=None, help="checkpoint (default: bundled default model)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target machine has 2 cores)")
     ap.add_argument("--baseline", default=None, help="git revision to run side by side (e.g. 9264abf)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

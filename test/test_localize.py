@@ -19,6 +19,7 @@ from foenet_ros.geo import CameraIntrinsics, CameraPose, image_center_ground
 from foenet_ros.geo.render import render_view
 from foenet_ros.index import IndexConfig, TileIndex, build_index
 from foenet_ros.localize import Localizer, LocalizerConfig
+from foenet_ros.localize.estimate import STAGES
 
 INTR = CameraIntrinsics.from_hfov(70.0, 640, 480)
 
@@ -79,8 +80,11 @@ def test_rendered_views_are_verified_accurately(loc, town):
             assert _herr(est.heading_deg, true_heading) < 2.0
             assert abs(est.alt_m - pose.alt_m) < 2.0
             assert err <= 2 * est.sigma_m, (err, est.sigma_m)
-            assert est.inliers >= LocalizerConfig().min_inliers and 0 < est.score <= 1
-            assert set(est.timings_ms) == {"preprocess", "encode", "search", "verify", "track", "total"}
+            assert 0 < est.score <= 1
+            # keypoint fixes carry keypoint inliers; dense ones agreeing patches (fewer, larger)
+            min_evidence = LocalizerConfig().min_inliers if est.pose["source"] == "keypoints" else LocalizerConfig().fine_min_inliers
+            assert est.inliers >= min_evidence or est.pose["source"] == "dense"
+            assert set(est.timings_ms) == set(STAGES)
             lon, lat = town.frame.to_lonlat(pose.x, pose.y)
             assert abs(est.lat - lat) < 2e-5 and abs(est.lon - lon) < 3e-5
     assert ok >= 5, f"only {ok}/6 views verified within 2 m"
@@ -146,13 +150,21 @@ def test_prior_gates_the_search_and_a_wrong_prior_falls_back(loc, town):
     assert math.hypot(est.x - pose.x, est.y - pose.y) < 2.0
 
 
-def test_orb_features_work_too(town_index, encoder, town):
-    loc = Localizer(town_index, encoder, LocalizerConfig(feature="orb", top_k=3))
+def test_dense_overlap_alone_and_guided_refinement(town_index, encoder, town):
+    """With compass, altitude and attitude the dense overlap estimation alone fixes the frame (no
+    keypoints at all with refine="never"); guided keypoints then refine it to decimetres."""
     xmin, ymin, xmax, ymax = town.bounds_xy
-    pose = CameraPose((xmin + xmax) / 2 + 20, (ymin + ymax) / 2, 95.0, heading_deg=130.0, pitch_deg=5.0)
+    pose = CameraPose((xmin + xmax) / 2 + 20, (ymin + ymax) / 2, 95.0, heading_deg=130.0, pitch_deg=5.0, roll_deg=1.0)
     img, _ = render_view(town, INTR, pose)
-    est = loc.localize(img, camera=INTR, heading_deg=130.0)
-    assert est.status == "verified" and math.hypot(est.x - pose.x, est.y - pose.y) < 2.0
+    kw = dict(camera=INTR, heading_deg=town.frame.grid_to_true_heading(130.0, pose.x, pose.y), altitude_m=95.0,
+              attitude=(1.0, 5.0))
+    dense = Localizer(town_index, encoder, LocalizerConfig(refine="never")).localize(img, **kw)
+    assert dense.status == "verified" and dense.pose["source"] == "dense", dense.pose
+    assert math.hypot(dense.x - pose.x, dense.y - pose.y) < 2.0
+    assert dense.timings_ms["refine"] < dense.timings_ms["fine"]
+    refined = Localizer(town_index, encoder, LocalizerConfig(refine="always")).localize(img, **kw)
+    assert refined.status == "verified" and refined.pose["source"] == "keypoints" and refined.pose["refine"] == "guided"
+    assert math.hypot(refined.x - pose.x, refined.y - pose.y) < 0.5
 
 
 def test_a_place_not_on_the_map_is_not_a_confident_fix(loc, town):

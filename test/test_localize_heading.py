@@ -146,7 +146,9 @@ def test_aerovloc_drone_photo_without_heading(shared_data, tmp_path):
     gx, gy = frame.from_lonlat(38.246245, 55.542349)  # its GPS tag (queries.txt)
     err = math.hypot(est.x - gx, est.y - gy)
     assert err < 10.0 and err <= 2 * est.sigma_m, (err, est.sigma_m)
-    assert "upright_hypothesis" in est.pose["search"] or est.pose.get("model") == "homography"
+    # rotation-invariant SIFT fails drone-vs-satellite; upright keypoints at a retrieval rotation, or the
+    # dense sweep, find it
+    assert est.pose.get("search_heading", "").startswith("upright_hypothesis") or est.pose["source"] == "dense", est.pose
     loc.reset()
     neg = loc.localize(cv2.cvtColor(cv2.imread(str(root / "queries" / "1.png")), cv2.COLOR_BGR2RGB))
     assert neg.status == "lost", neg.to_json()

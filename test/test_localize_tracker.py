@@ -92,7 +92,15 @@ def test_prior_coercion_and_config_validation():
     assert Prior.coerce((27.6, 85.5)) == Prior(27.6, 85.5, 50.0)
     assert Prior.coerce({"lat": 1, "lon": 2, "sigma_m": 5}).sigma_m == 5
     with pytest.raises(ConfigError):
-        LocalizerConfig(feature="surf")
+        LocalizerConfig(refine="sometimes")
+    with pytest.raises(ConfigError, match="safety bound"):
+        LocalizerConfig(min_inliers=4)  # a homography from 4 points verifies anything
+    with pytest.raises(ConfigError, match="safety bound"):
+        LocalizerConfig(sigma_floor_m=0.0)
+    with pytest.raises(ConfigError, match="safety bound"):
+        LocalizerConfig(ratio=0.95)
+    with pytest.raises(ConfigError):
+        LocalizerConfig(fine_methods=("sift",))
     with pytest.raises(ConfigError):
         LocalizerConfig(min_inliers=2)
     with pytest.raises(ConfigError):

@@ -137,8 +137,11 @@ class MapRaster:
         inv = ~self.transform
         M = np.array([[inv.a, inv.b, inv.c], [inv.d, inv.e, inv.f], [0.0, 0.0, 1.0]])
         s = 0.5**level
-        # corner coords -> scaled corner coords -> centre coords
-        S = np.array([[s, 0.0, -0.5], [0.0, s, -0.5], [0.0, 0.0, 1.0]])
+        # corner coords -> level-0 centre coords -> level-k centre coords. cv2.pyrDown centres its
+        # output pixel k on input pixel 2k, so level-k pixel k sits on level-0 pixel 2^k k: centre
+        # coordinates scale by s exactly (a corner-coordinate scaling would shift level k by
+        # (1 - s) / 2 of its pixels -- 2.5 m at level 1 of a 5 m map)
+        S = np.array([[s, 0.0, -0.5 * s], [0.0, s, -0.5 * s], [0.0, 0.0, 1.0]])
         return S @ M
 
     # ------------------------------------------------------------------ sampling

@@ -16,7 +16,7 @@ sha256 list. Level grids are north-up: cell (i, j) of level k is centred at
 ``(x0 + (j + 0.5) c_k, y1 - (i + 0.5) c_k)`` where ``(x0, y1)`` is the map's top-left corner.
 
 ``FineConfig`` decides the cell sizes from the tile scales (the footprints the camera sees): the
-frame projected on the ground should span about 96 cells, which keeps an FFT correlation to a
+frame projected on the ground should span about 160 cells at the finest level, which keeps an FFT correlation to a
 few milliseconds and a cell to about 1 % of the footprint.
 """
 
@@ -57,7 +57,7 @@ class FineConfig:
 
     methods: tuple[str, ...] = ("cfog",)
     cell_m: float | None = None
-    cells_per_footprint: int = 96
+    cells_per_footprint: int = 160
     levels: int | None = None
     keypoints: bool = True
     kp_gsd_m: float | None = None

@@ -22,10 +22,13 @@ class LocalizerConfig:
         verify_max_side: the frame is downscaled further to this longer side for keypoints.
     Retrieval:
         top_k: candidate tiles examined per frame (after removing near-duplicate tiles).
+        top_k_more: when none of the top_k gives a fix, the candidates up to this rank are examined too.
         search_k: tiles fetched from the index before de-duplication.
         dedup_frac: two candidates closer than this fraction of the smaller tile are one place.
         unknown_heading_rotations: without a heading, the query is encoded this many times, rotated
             by 360/n degrees each, and the best score per tile kept (1 = assume north-up).
+        upright_hypotheses: heading unknown and rotation-invariant keypoints found nothing: upright keypoints
+            at this many of the rotations retrieval liked best (drone photo vs. satellite map), before the sweep.
         crop_factor: a candidate's search region is this many times its tile size.
     Fine stage (dense overlap estimation on the precomputed map features):
         fine_methods: dense feature methods to correlate (those the index stores; "cfog", "foenet").
@@ -41,12 +44,15 @@ class LocalizerConfig:
         fine_scale_step: scale bins, log-spaced by this step.
         fine_max_scale_bins: at most this many scale bins (they span +-2 sigma of the altitude).
         fine_unknown_scale_range: without an altitude, scale bins span +- this (log) around the tile's footprint.
+        fine_stats_cells: a search box smaller than this many cells (the tracker's gate) is widened to it
+            for the heatmap's statistics and rival peak; the peak itself stays in the box.
         fine_min_overlap: placements covering less of the frame's projection are not considered.
         fine_beta: heatmap sharpness (p ~ exp(beta * z)) for the covariance of the coarse peak.
         fine_bootstrap: refits over resampled patches for the fine covariance.
         fine_min_inliers: a dense fix needs this many agreeing patches.
         fine_min_margin: ... a coarse peak this many robust sigmas above the best rival place.
         fine_min_z: ... and a coarse peak z-score of at least this.
+        fine_min_margin_alone: a dense fix without fine_min_inliers agreeing patches needs this margin.
         fine_decisive_z: a region whose coarse peak has this z-score ...
         fine_decisive_margin: ... and this margin ends the search (lower-ranked regions are skipped).
         fine_sigma_scale: multiplies the dense fit's bootstrap spread (calibrated on held-out views).
@@ -59,6 +65,8 @@ class LocalizerConfig:
         ratio: Lowe ratio test threshold.
         ransac_px: RANSAC reprojection threshold in keypoint-image pixels.
         min_inliers: a keypoint fix needs this many distinct, well-spread inliers.
+        min_inliers_3dof: unguided upright matching whose homography fails may still give a fix from
+            a north-up scale + translation model with this many inliers (the image centre, wider sigma).
         min_spread: inliers must spread over the frame (std >= this fraction of its width/height).
         guided_radius_m: guided matching radius around the dense prediction, metres (at least 4 dense sigmas).
     Sensors (1-sigma errors assumed when a value is given without one):
@@ -99,9 +107,11 @@ class LocalizerConfig:
     verify_max_side: int = 640
 
     top_k: int = 8
-    search_k: int = 40
+    top_k_more: int = 32
+    search_k: int = 64
     dedup_frac: float = 0.5
     unknown_heading_rotations: int = 4
+    upright_hypotheses: int = 2
     crop_factor: float = 1.6
 
     fine_methods: tuple[str, ...] = ("cfog",)
@@ -117,12 +127,14 @@ class LocalizerConfig:
     fine_scale_step: float = 0.05
     fine_max_scale_bins: int = 5
     fine_unknown_scale_range: float = 0.3
+    fine_stats_cells: int = 32
     fine_min_overlap: float = 0.5
     fine_beta: float = 1.0
     fine_bootstrap: int = 24
     fine_min_inliers: int = 6
     fine_min_margin: float = 1.0
     fine_min_z: float = 5.0
+    fine_min_margin_alone: float = 1.0
     fine_decisive_z: float = 10.0
     fine_decisive_margin: float = 4.0
     fine_sigma_scale: float = 1.5
@@ -135,6 +147,7 @@ class LocalizerConfig:
     ratio: float = 0.8
     ransac_px: float = 4.0
     min_inliers: int = 20
+    min_inliers_3dof: int = 10
     min_spread: float = 0.1
     guided_radius_m: float = 6.0
 
@@ -170,7 +183,7 @@ class LocalizerConfig:
     #: hard lower bounds that keep integrity on (a verified fix needs real evidence; sigmas never
     #: collapse; the gate stays a gate). ``__post_init__`` refuses anything below them.
     SAFETY_MIN = {
-        "min_inliers": 12, "min_spread": 0.05, "fine_min_inliers": 4, "fine_min_margin": 0.5, "fine_min_z": 3.0,
+        "min_inliers": 12, "min_inliers_3dof": 8, "min_spread": 0.05, "fine_min_inliers": 4, "fine_min_margin": 0.5, "fine_min_z": 3.0, "fine_min_margin_alone": 0.5,
         "fine_patch_min_z": 2.0, "sigma_floor_m": 0.05, "sigma_scale": 0.5, "fine_sigma_scale": 0.5,
         "map_accuracy_m": 0.0, "terrain_relief_m": 0.0, "calibration_sigma_frac": 0.0, "heading_sigma_deg": 0.1,
         "altitude_sigma_frac": 0.001, "attitude_sigma_deg": 0.01, "gate_chi2": 5.99, "fine_min_overlap": 0.2,
@@ -183,7 +196,7 @@ class LocalizerConfig:
         for name in ("top_k", "search_k", "unknown_heading_rotations", "max_features", "min_inliers", "verify_max_side",
                      "work_max_side", "max_misses", "fine_coarse_cells", "fine_patch_level_cells", "fine_patch_cells",
                      "fine_patch_search_cells", "fine_max_heading_bins", "fine_max_scale_bins", "fine_sweep_cells",
-                     "fine_sweep_candidates", "fine_homography_min", "fine_min_inliers"):
+                     "fine_sweep_candidates", "fine_homography_min", "fine_min_inliers", "fine_stats_cells"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.search_k < self.top_k:
@@ -214,8 +227,8 @@ class LocalizerConfig:
             raise ConfigError(f"refused_fix_weight must be in [0, 1], got {self.refused_fix_weight}")
         if not (0.0 <= self.fine_min_overlap <= 1.0):
             raise ConfigError(f"fine_min_overlap must be in [0, 1], got {self.fine_min_overlap}")
-        if self.bootstrap < 0 or self.fine_bootstrap < 0 or self.global_every < 0:
-            raise ConfigError("bootstrap, fine_bootstrap and global_every must be >= 0")
+        if self.bootstrap < 0 or self.fine_bootstrap < 0 or self.global_every < 0 or self.upright_hypotheses < 0:
+            raise ConfigError("bootstrap, fine_bootstrap, global_every and upright_hypotheses must be >= 0")
 
     def replace(self, **changes) -> "LocalizerConfig":
         """A copy with some fields changed (validated again)."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 STATUSES = ("verified", "retrieval", "tracked", "lost")
-STAGES = ("preprocess", "encode", "search", "verify", "track", "total")
+STAGES = ("preprocess", "encode", "search", "fine", "refine", "verify", "track", "total")  # verify = fine + refine
 
 
 @dataclass

@@ -37,7 +37,6 @@ from .overlap import (
     correlate,
     decode,
     fit_patches,
-    fit_similarity,
     make_templates,
     patch_correspondences,
 )
@@ -229,6 +228,13 @@ class FineStage:
                 cache[key] = templates
         if not templates:
             return None
+        # a small box (the tracker's gate) still needs a neighbourhood for the peak's statistics
+        peak_box = None
+        half = 0.5 * cfg.fine_stats_cells * cell
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        if box[2] - box[0] < 2 * half or box[3] - box[1] < 2 * half:
+            peak_box = box
+            box = (min(box[0], cx - half), min(box[1], cy - half), max(box[2], cx + half), max(box[3], cy + half))
         xmin, ymin, xmax, ymax = box
         # the window: every placement of every template whose nadir lies in the box
         ax = [t.anchor_xy[0] for t in templates]
@@ -244,7 +250,7 @@ class FineStage:
                   max(t.feats.shape[1:] for t in templates))
         scores, overlap, hw, full = correlate(templates, win, device=self.device)
         res = decode(scores, overlap, win, templates, hw, full, box, min_overlap=cfg.fine_min_overlap,
-                     beta=cfg.fine_beta, keep_heat=keep_heat)
+                     beta=cfg.fine_beta, keep_heat=keep_heat, peak_box=peak_box)
         if res is not None:
             res.info.update(level=level, hypotheses=len(templates))
             if keep_heat and templates[res.hyp_index].image is not None:
@@ -253,71 +259,71 @@ class FineStage:
 
     def refine(self, frame, cam, coarse: OverlapResult, sensors: Sensors, allow_homography: bool = True,
                cache: dict | None = None) -> FineFix | None:
-        """Patch refinement of a coarse placement at ~2x finer cells; None when too few patches agree."""
+        """Refine a coarse placement at ~2x finer cells: the whole frame again with heading and scale
+        bins half as wide (position, heading, altitude), then patches of it (independent evidence, and
+        a homography -- the tilt -- when the attitude is unknown). None when the fine search fails."""
         cfg = self.cfg
-        hyp = coarse.hyp
-        fp = _footprint_width(cam, hyp)
-        level = self.store.level_for(fp, cfg.fine_patch_level_cells)
+        fp = _footprint_width(cam, coarse.hyp)
+        # the finest level whose template stays within 1.5x the target size, finer than the coarse pass
+        cands = [k for k, c in enumerate(self.store.cells) if fp / c <= 1.5 * cfg.fine_patch_level_cells]
+        level = min(cands) if cands else len(self.store.cells) - 1
+        coarse_level = int(coarse.info.get("level", level + 1))
+        if level >= coarse_level and coarse_level > 0:
+            level = coarse_level - 1
         cell = self.store.cells[level]
-        if cell > coarse.cell_m and level > 0:  # never coarser than the coarse pass
-            level -= 1
-            cell = self.store.cells[level]
-        tmpl = make_templates(frame, cam, [hyp], cell, self.extractors, max_cells=4 * cfg.fine_patch_level_cells,
-                              cache=cache)
-        if not tmpl:
-            return None
-        t = tmpl[0]
-        S = max(cfg.fine_patch_search_cells, int(math.ceil(2.0 * coarse.cell_m / cell)))
-        ext = float(np.abs(t.anchor_xy).max()) + cell * (max(t.feats.shape[1:]) + S + 2)
+        cells = int(round(fp / cell))
+        # 1. the whole frame at the fine level, around the coarse peak
+        r = max(3.0 * coarse.cell_m, 3.0 * math.sqrt(max(float(np.trace(coarse.cov)) / 2.0, 0.0)), 8.0 * cell)
         x0, y0 = coarse.xy
-        win = self.store.window(level, (x0 - ext, y0 - ext, x0 + ext, y0 + ext), self.methods)
-        P = cfg.fine_patch_cells
-        src, dst, z, tested = patch_correspondences(t, win, coarse.xy, patch_cells=P, stride=max(1, P // 2),
-                                                    search_cells=S, min_z=cfg.fine_patch_min_z, device=self.device)
-        fit = fit_patches(src, dst, z, tested, cell, tol_cells=cfg.fine_patch_tol_cells,
-                          homography_min=cfg.fine_homography_min if sensors.attitude is None and allow_homography else 10**9)
-        if fit is None:
+        box = (x0 - r, y0 - r, x0 + r, y0 + r)
+        h0, step = coarse.hyp.heading_grid_deg, cfg.fine_heading_step_deg / 2.0
+        mk = lambda heads, scales: [Hypothesis(h % 360.0, coarse.hyp.alt_m * sc, coarse.hyp.roll_deg, coarse.hyp.pitch_deg)  # noqa: E731
+                                   for h in heads for sc in scales]
+        res = self.coarse(frame, cam, mk([h0 - step, h0, h0 + step], [1.0]), box, cells=cells, cache=cache)
+        if res is None:
             return None
-        # frame pixels -> ground offsets from the hypothesis' nadir -> map metres
+        ds = cfg.fine_scale_step / 2.0
+        res2 = self.coarse(frame, cam, mk([res.hyp.heading_grid_deg], [math.exp(-ds), math.exp(ds)]), box, cells=cells,
+                           cache=cache)
+        if res2 is not None and res2.z_peak > res.z_peak:
+            res = res2
+        hyp = res.hyp
         H_g_from_img = np.linalg.inv(ground_to_image_homography(cam, hyp.pose()))
-        H = fit.M @ H_g_from_img
-        xy, heading, alt = _pose_from_similarity(fit.M, hyp)
-        cov = _bootstrap_cov(fit.src, fit.dst, hyp, cfg.fine_bootstrap) + np.eye(2) * (fit.rms_m**2 / max(fit.inliers, 1))
+        T = np.array([[1.0, 0.0, res.xy[0]], [0.0, 1.0, res.xy[1]], [0.0, 0.0, 1.0]])
+        H, model = T @ H_g_from_img, "template"
         info = {"fine_level": level, "fine_cell_m": cell, "coarse_level": coarse.info.get("level"),
-                "coarse_cell_m": coarse.cell_m, "patch_inliers": fit.inliers, "patches_tested": fit.tested,
-                "patch_rms_m": fit.rms_m, "fit_model": fit.model}
-        return FineFix(xy, cov, heading, alt, H, fit.model, coarse, coarse.z_second, fit.inliers, fit.tested,
-                       fit.rms_m, -1, hyp, fit.src, fit.dst, info)
+                "coarse_cell_m": coarse.cell_m, "fine_z": res.z_peak, "coarse_to_fine_m": float(np.hypot(*(res.xy - coarse.xy)))}
+        # 2. patches of the frame: do its parts agree (evidence), and is there tilt to explain (homography)?
+        key = (level, (hyp,))
+        tmpl = (cache or {}).get(key) or make_templates(frame, cam, [hyp], cell, self.extractors,
+                                                        max_cells=4 * cells, cache=None if cache is None else cache.get("frame"))
+        src = dst = np.zeros((0, 2))
+        inliers = tested = 0
+        rms = math.nan
+        if tmpl:
+            t = tmpl[0]
+            S = cfg.fine_patch_search_cells
+            ext = float(np.abs(t.anchor_xy).max()) + cell * (max(t.feats.shape[1:]) + S + 2)
+            win = self.store.window(level, (res.xy[0] - ext, res.xy[1] - ext, res.xy[0] + ext, res.xy[1] + ext), self.methods)
+            P = cfg.fine_patch_cells
+            src, dst, z, tested = patch_correspondences(t, win, res.xy, patch_cells=P, stride=max(1, P // 2), search_cells=S,
+                                                        min_z=cfg.fine_patch_min_z, device=self.device)
+            fit = fit_patches(src, dst, z, tested, cell, tol_cells=cfg.fine_patch_tol_cells,
+                              homography_min=cfg.fine_homography_min if sensors.attitude is None and allow_homography else 10**9)
+            if fit is not None:
+                src, dst, inliers, rms = fit.src, fit.dst, fit.inliers, fit.rms_m
+                if fit.model == "homography":
+                    H, model = fit.M @ H_g_from_img, "homography"
+            else:
+                src = dst = np.zeros((0, 2))
+        info.update(patch_inliers=inliers, patches_tested=tested, patch_rms_m=rms, fit_model=model)
+        return FineFix(res.xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, inliers,
+                       tested, rms if math.isfinite(rms) else cell, -1, hyp, src, dst, info)
 
 
 def _footprint_width(cam: CameraIntrinsics, hyp: Hypothesis) -> float:
     """Ground width seen by the frame at the nadir distance (m): ``2 alt tan(hfov / 2)``, longer side."""
     return 2.0 * hyp.alt_m * math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
-
-
-def _pose_from_similarity(M: np.ndarray, hyp: Hypothesis) -> tuple[np.ndarray, float, float]:
-    """Nadir position, grid heading and altitude implied by a similarity on the hypothesis' template."""
-    xy = apply_h(M, np.zeros((1, 2)))[0]
-    s = math.hypot(M[0, 0], M[1, 0])
-    rot = math.degrees(math.atan2(M[1, 0], M[0, 0]))  # counter-clockwise on the map
-    # a counter-clockwise turn of the ground picture = the camera's heading turned anticlockwise
-    return xy, (hyp.heading_grid_deg - rot) % 360.0, hyp.alt_m * s
-
-
-def _bootstrap_cov(src: np.ndarray, dst: np.ndarray, hyp: Hypothesis, n: int, seed: int = 0) -> np.ndarray:
-    """Covariance of the nadir position over similarity refits on resampled patches (m^2)."""
-    if len(src) < 3 or n < 3:
-        return np.eye(2) * 1e4
-    rng = np.random.default_rng(seed + len(src))
-    pts = []
-    for _ in range(n):
-        idx = rng.integers(0, len(src), len(src))
-        M = fit_similarity(src[idx], dst[idx])
-        if M is not None:
-            pts.append(_pose_from_similarity(M, hyp)[0])
-    if len(pts) < 3:
-        return np.eye(2) * 1e4
-    return np.cov(np.asarray(pts).T)
 
 
 def camera_or_pseudo(cam: CameraIntrinsics | None, width: int, height: int) -> tuple[CameraIntrinsics, bool]:

@@ -168,12 +168,19 @@ class Localizer:
             mode, cands, rotation, regions = self._retrieve(work, heading_grid, prior, timings)
         self._since_global = self._since_global + 1 if mode == "track" else 0
 
-        # ---- fine stage (+ refinement), with a global retry when a gated search finds nothing
-        fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, regions, cands, rotation, mode, timings)
+        # ---- fine stage (+ refinement) on the best candidates; the next ones only when they found nothing
+        k = len(regions) if mode == "track" else cfg.top_k
+        fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, regions[:k], cands[:k], rotation, mode, timings)
+        if fix is None and len(regions) > k:
+            # the next candidates, cheaply: dense with a known heading, rotation-invariant keypoints without
+            fix, d2, c2 = self._fix(work, cam_f, pseudo, sensors, regions[k:], cands[k:], rotation, mode, timings,
+                                    thorough=False)
+            dense, coarse = (d2, c2) if d2 is not None else (dense, coarse)
+            mode += "+more"
         if fix is None and mode in ("track", "prior") and cfg.global_fallback:
             m2, c2, r2, reg2 = self._retrieve(work, heading_grid, None, timings)
             seen = {c.tile_id for c in cands}
-            keep = [i for i, c in enumerate(c2) if c.tile_id not in seen]
+            keep = [i for i, c in enumerate(c2) if c.tile_id not in seen][: cfg.top_k]
             if keep:
                 fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, [reg2[i] for i in keep],
                                                [c2[i] for i in keep], r2, "global", timings)
@@ -214,7 +221,7 @@ class Localizer:
             near = self.index.frame.from_lonlat(prior.lon, prior.lat)
             radius = max(cfg.gating_radius_m, cfg.gate_sigmas * prior.sigma_m)
             mode = "prior"
-        cands, rotation = search_candidates(self.index, descs, k=cfg.search_k, top_k=cfg.top_k,
+        cands, rotation = search_candidates(self.index, descs, k=cfg.search_k, top_k=max(cfg.top_k, cfg.top_k_more),
                                             dedup_frac=cfg.dedup_frac, near=near, radius=radius)
         regions = []
         for c in cands:
@@ -225,46 +232,78 @@ class Localizer:
         return mode, cands, rotation, regions
 
     # ------------------------------------------------------------------ fine + refine
-    def _fix(self, work, cam, pseudo, sensors, regions, cands, rotation, mode, timings):
-        """The best accepted fix for these regions: ``(PoseFix or None, FineFix or None, coarse results)``."""
-        cfg = self.config
+    def _fix(self, work, cam, pseudo, sensors, regions, cands, rotation, mode, timings, thorough: bool = True):
+        """The best accepted fix for these regions: ``(PoseFix or None, FineFix or None, coarse results)``.
+
+        Order: the dense overlap estimation (a heading sweep first when the heading is unknown, after
+        cheap rotation-invariant keypoints); a *strong* dense fix is refined by guided keypoints where
+        that pays; a *weak* one yields to unguided upright keypoints if those verify, and is taken
+        only when they do not. ``thorough=False`` (candidates beyond top_k): no sweep, no upright retries.
+        """
         if not regions:
             return None, None, []
+        kcam = cam if not pseudo else None
+        dense, coarse, fix = None, [], None
         t3 = time.perf_counter()
-        dense, coarse = None, []
-        fix: PoseFix | None = None
-        if sensors.heading_grid_deg is not None:
-            dense, coarse = self.fine.run(work, cam, sensors, regions, keep_heat=True, allow_homography=not pseudo)
-        else:
-            # heading unknown: rotation-invariant keypoints first (cheap, same-source maps), then a sweep
-            timings["fine"] += _ms(t3)
-            t5 = time.perf_counter()
-            fix = self._unguided(work, cam if not pseudo else None, sensors, regions, cands, flavour="oriented")
-            timings["refine"] += _ms(t5)
+        if sensors.heading_grid_deg is None:
+            # heading unknown: rotation-invariant keypoints first (cheap; same-source maps), then a sweep
+            fix = self._timed(timings, "refine", self._unguided, work, kcam, sensors, regions, cands, "oriented")
+            if fix is None and thorough:
+                # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best
+                for h in self._heading_hypotheses(cands, rotation)[: self.config.upright_hypotheses]:
+                    fix = self._timed(timings, "refine", self._unguided, work, kcam, _with(sensors, heading_grid_deg=h),
+                                      regions, cands, "upright")
+                    if fix is not None:
+                        fix.info["search_heading"] = f"upright_hypothesis_{h:.0f}"
+                        break
+            if fix is not None or not thorough:
+                return fix, None, []
             t3 = time.perf_counter()
-            if fix is None:
-                dense, coarse = self._sweep(work, cam, pseudo, sensors, regions, cands, rotation)
+            dense, coarse = self._sweep(work, cam, pseudo, sensors, regions, cands, rotation)
+        else:
+            dense, coarse = self.fine.run(work, cam, sensors, regions, keep_heat=True, allow_homography=not pseudo)
         timings["fine"] += _ms(t3)
+        grade = "none"
         if dense is not None:
-            for c in cands:
-                if c.tile_id == (regions[dense.region].tag if 0 <= dense.region < len(regions) else -2):
-                    c.inliers = dense.inliers
-                    c.position_xy = (float(dense.xy[0]), float(dense.xy[1]))
-            if self._dense_ok(dense):
+            self._note_dense(dense, regions, cands)
+            grade = self._dense_grade(dense)
+            if grade != "none":
                 fix = self._dense_fix(dense, cam, pseudo, sensors, regions, work.shape[1::-1])
             else:
                 dense.info["refused"] = (f"dense evidence too weak: {dense.inliers} patches, z {dense.coarse.z_peak:.1f}, "
                                          f"margin {dense.margin:.1f}")
         t5 = time.perf_counter()
-        if fix is not None and fix.source == "dense" and not pseudo and self._refine_pays(mode, sensors):
+        if fix is not None and grade == "strong" and not pseudo and self._refine_pays(mode, sensors):
             better = self._guided(work, cam, sensors, fix, dense)
-            if better is not None:
-                fix = better
-        if fix is None and sensors.heading_grid_deg is not None and cands:
-            # nothing dense: the old way, upright keypoints against each candidate's cached map keypoints
-            fix = self._unguided(work, cam if not pseudo else None, sensors, regions, cands, flavour="upright")
+            fix = better if better is not None else fix
+        elif grade != "strong" and cands and thorough:
+            # no strong dense fix: upright keypoints against each candidate's cached map keypoints (at
+            # the sweep's heading when the compass is unknown); they win over a weak dense fix
+            s = sensors if sensors.heading_grid_deg is not None or dense is None else \
+                _with(sensors, heading_grid_deg=dense.hyp.heading_grid_deg)
+            if s.heading_grid_deg is not None:
+                kfix = self._unguided(work, kcam, s, regions, cands, "upright")
+                if kfix is not None and (fix is None or kfix.model == "homography" or self._agree(kfix, fix)):
+                    fix = kfix  # a full homography, or weak keypoints that confirm the weak dense fix
         timings["refine"] += _ms(t5)
         return fix, dense, coarse
+
+    @staticmethod
+    def _timed(timings: dict, stage: str, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            timings[stage] += _ms(t)
+
+    def _note_dense(self, dense: FineFix, regions, cands) -> None:
+        """Record the dense stage's evidence on its candidate and in its diagnostics."""
+        tag = regions[dense.region].tag if 0 <= dense.region < len(regions) else -2
+        for c in cands:
+            if c.tile_id == tag:
+                c.inliers = dense.inliers
+                c.position_xy = (float(dense.xy[0]), float(dense.xy[1]))
+        dense.info.update(z_peak=dense.coarse.z_peak, rival_z=dense.rival_z, margin=dense.margin)
 
     def _refine_pays(self, mode: str, sensors: Sensors) -> bool:
         pol = self.config.refine
@@ -274,10 +313,21 @@ class Localizer:
             return True
         return sensors.attitude is None or not mode.startswith("track")
 
-    def _dense_ok(self, d: FineFix) -> bool:
+    def _agree(self, a: PoseFix, b: PoseFix) -> bool:
+        """Two fixes of the same frame agree within their (scaled) covariances."""
+        d = a.xy - b.xy
+        S = a.cov * self.config.sigma_scale**2 + b.cov * self.config.fine_sigma_scale**2 + np.eye(2)
+        return float(d @ np.linalg.solve(S, d)) <= self.config.gate_chi2
+
+    def _dense_grade(self, d: FineFix) -> str:
+        """"strong" (a distinct peak the frame's patches agree with), "weak" (a distinct peak alone, with
+        a clear margin over any rival place), or "none"."""
         cfg = self.config
-        return (d.inliers >= cfg.fine_min_inliers and d.margin >= cfg.fine_min_margin
-                and d.coarse.z_peak >= cfg.fine_min_z)
+        if d.coarse.z_peak < cfg.fine_min_z or d.margin < cfg.fine_min_margin:
+            return "none"
+        if d.inliers >= cfg.fine_min_inliers:
+            return "strong"
+        return "weak" if d.margin >= cfg.fine_min_margin_alone else "none"
 
     def _dense_fix(self, d: FineFix, cam, pseudo, sensors, regions, wh) -> PoseFix | None:
         """A PoseFix from an accepted dense fit (a homography fit: the camera centre and tilt from it)."""
@@ -345,7 +395,7 @@ class Localizer:
         kfix.inliers = kf.inliers
         return kfix
 
-    def _unguided(self, work, cam, sensors, regions, cands, flavour: str) -> PoseFix | None:
+    def _unguided(self, work, cam, sensors, regions, cands, flavour: str) -> PoseFix | None:  # noqa: PLR0913
         """Keypoints against each candidate region's cached map keypoints (no dense fix to guide them)."""
         cfg = self.config
         h, w = work.shape[:2]
@@ -361,15 +411,18 @@ class Localizer:
             if cam is not None and sensors.alt_m is not None:
                 gsd = sensors.alt_m / (cam.fx * kp_img.shape[1] / w)
             kf = fit_keypoints(kp, flavour, self.store, reg.box, gsd, (w, h), ratio=cfg.ratio,
-                               ransac_px=cfg.ransac_px, min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T)
+                               ransac_px=cfg.ransac_px, min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T,
+                               min_inliers_3dof=cfg.min_inliers_3dof)
             cand.matches = kf.matches
             if kf.H is None:
                 continue
+            weak = kf.model == "scale_translation"  # no tilt information: the image centre, wider
             try:
-                f = homography_fix(kf.H, kf.pts_frame, kf.pts_map, cam, sensors.attitude, sensors.alt_m, (w, h),
-                                   bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
+                f = homography_fix(kf.H, kf.pts_frame, kf.pts_map, None if weak else cam, sensors.attitude, sensors.alt_m,
+                                   (w, h), bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
             except CameraError:
                 continue
+            f.model = kf.model
             cand.inliers = kf.inliers
             cand.position_xy = (float(f.xy[0]), float(f.xy[1]))
             f.tile_id, f.inliers = cand.tile_id, kf.inliers
@@ -429,6 +482,18 @@ class Localizer:
         return img, R @ S
 
     # ------------------------------------------------------------------ headings
+    def _heading_hypotheses(self, cands: list[Candidate], rotation: dict[int, int]) -> list[float]:
+        """Grid headings to try upright, best first: the query rotation that matched each candidate
+        best, in candidate order, then the remaining rotations."""
+        n = max(1, self.config.unknown_heading_rotations)
+        step = 360.0 / n
+        out: list[float] = []
+        for c in cands:
+            h = step * rotation.get(c.tile_id, 0)
+            if h not in out:
+                out.append(h)
+        return out + [step * i for i in range(n) if step * i not in out]
+
     def _true_to_grid(self, heading_true_deg: float, prior: Prior | None) -> float:
         """A true compass heading -> heading from the index frame's grid north, degrees [0, 360).
 
@@ -450,6 +515,9 @@ class Localizer:
                 cam, pseudo: bool) -> GeoEstimate:
         cfg = self.config
         pose_info: dict[str, Any] = {"search": mode}
+        dense = self.last_debug.get("dense")
+        if dense is not None:
+            pose_info.update({f"dense_{k}": v for k, v in dense.info.items() if isinstance(v, (int, float, str))})
         if fix is not None:
             pose_info.update({k: v for k, v in fix.info.items() if isinstance(v, (int, float, str))})
             pose_info.update(source=fix.source, model=fix.model, tile_id=fix.tile_id)
@@ -465,7 +533,7 @@ class Localizer:
                 tilt_deg=fix.tilt_deg if math.isfinite(fix.tilt_deg) else 0.0, hfov_deg=cam.hfov_deg,
                 terrain_relief_m=cfg.terrain_relief_m, calibration_sigma_frac=cfg.calibration_sigma_frac,
                 floor_m=cfg.sigma_floor_m)
-            if fix.source == "dense" and fix.model == "similarity" and sensors.attitude is None and not pseudo:
+            if fix.source == "dense" and fix.model != "homography" and sensors.attitude is None and not pseudo:
                 # a nadir was assumed: the camera may be tilted, its centre off the nadir point by alt tan(tilt)
                 alt = fix.alt_m if math.isfinite(fix.alt_m) else 100.0
                 cov = cov + np.eye(2) * (alt * math.tan(math.radians(cfg.unknown_tilt_sigma_deg))) ** 2
@@ -490,14 +558,15 @@ class Localizer:
                                   self._last_alt, score, 0, cands, pose_info)
         # no fix, no track: a coarse retrieval answer if the candidates agree on a place, else lost
         if cands:
-            w = np.array([max(c.score, 0.0) for c in cands]) + 1e-6
-            centers = np.array([c.center_xy for c in cands])
+            top = cands[: cfg.top_k]
+            w = np.array([max(c.score, 0.0) for c in top]) + 1e-6
+            centers = np.array([c.center_xy for c in top])
             mean = centers[0]
             spread = (w[:, None] * (centers - mean) ** 2).sum(axis=0) / w.sum()
             cov = np.diag(spread) + np.eye(2) * (0.5 * cands[0].size_m) ** 2
             sigma = math.sqrt(np.linalg.eigvalsh(cov).max())
             pose_info["retrieval_sigma_m"] = sigma
-            margin = cands[0].score - float(np.mean([c.score for c in cands[1:]])) if len(cands) > 1 else 0.0
+            margin = top[0].score - float(np.mean([c.score for c in top[1:]])) if len(top) > 1 else 0.0
             pose_info["retrieval_margin"] = margin
             if sigma <= cfg.retrieval_max_sigma_m and margin >= cfg.retrieval_min_margin:
                 return self._estimate("retrieval", mean, cov, math.nan, math.nan, float(min(0.2, max(margin, 0.0))),

@@ -45,6 +45,7 @@ class KeypointFit:
     matches: int
     inliers: int
     reason: str = ""
+    model: str = "homography"  # or "scale_translation" (upright, few matches: no tilt, the image centre)
 
 
 _EMPTY = np.zeros((0, 2))
@@ -53,7 +54,7 @@ _EMPTY = np.zeros((0, 2))
 def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_wh: tuple[int, int], *,
                   H_pred: np.ndarray | None = None, radius_m: float = 8.0, ratio: float = 0.8,
                   ransac_px: float = 4.0, min_inliers: int = 12, min_spread: float = 0.1,
-                  T_frame: np.ndarray | None = None) -> KeypointFit:
+                  T_frame: np.ndarray | None = None, min_inliers_3dof: int = 0) -> KeypointFit:
     """Match frame keypoints against the map keypoints inside ``box`` and fit a homography.
 
     Args:
@@ -67,6 +68,10 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         radius_m: guided matching radius around each prediction.
         ransac_px: RANSAC threshold, in frame pixels (converted to metres with ``gsd_m``).
         T_frame: [3, 3] working-frame pixels -> ``kp`` pixels (e.g. the north-up rotation), or None.
+        min_inliers_3dof: upright and unguided, when the homography fails: a north-up scale +
+            translation model (3 DOF: far less likely to fit random matches than 8) on loose-ratio
+            matches, with at least this many distinct inliers (0 = off). Drone photo vs. satellite
+            map of another season often matches only this way.
     """
     xy_map, _, d_map = store.keypoints_in(box, flavour, gsd_m)
     if len(kp) < 4 or len(xy_map) < 4:
@@ -80,7 +85,9 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         i1, i2, _ = ratio_matches(d, d_map, ratio)
     n = len(i1)
     if n < max(4, min_inliers):
-        return KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
+        fit = KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
+        return _scale_translation(kp, d, xy_map, d_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
+                                  min_spread, fit) if min_inliers_3dof and flavour == "upright" and H_pred is None else fit
     p1 = pts_work[i1].astype(np.float32)
     p2 = xy_map[i2]
     # fit in a local map frame (UTM-sized numbers cost precision in float32 RANSAC)
@@ -95,14 +102,49 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
     w, h = frame_wh
     # sanity in a map-pixel frame at the frame's GSD (the check is about shape, not units)
     S = np.diag([1.0 / gsd_m, -1.0 / gsd_m, 1.0])
+    fail = None
     if not homography_is_sane(S @ H, int(w), int(h)):
-        return KeypointFit(None, pf, pm, n, 0, "insane homography")
-    if not well_spread(pf, w, h, min_spread):
-        return KeypointFit(None, pf, pm, n, 0, "inliers not spread")
+        fail = KeypointFit(None, pf, pm, n, 0, "insane homography")
+    elif not well_spread(pf, w, h, min_spread):
+        fail = KeypointFit(None, pf, pm, n, 0, "inliers not spread")
+    else:
+        count = distinct_count(pf, pm / max(gsd_m, 1e-9))
+        if count < min_inliers:
+            fail = KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
+    if fail is None:
+        return KeypointFit(H, pf, pm, n, count)
+    if min_inliers_3dof and flavour == "upright" and H_pred is None:
+        return _scale_translation(kp, d, xy_map, d_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
+                                  min_spread, fail)
+    return fail
+
+
+def _scale_translation(kp: Keypoints, d: np.ndarray, xy_map: np.ndarray, d_map: np.ndarray, gsd_m: float, frame_wh,
+                       T_frame, ransac_px: float, min_inliers: int, min_spread: float, fail: KeypointFit) -> KeypointFit:
+    """The north-up 3-DOF fallback of :func:`fit_keypoints` (both images north-up: ``kp`` in the
+    north-up keypoint image's pixels, the map in metres)."""
+    from .verify import ransac_scale_translation
+
+    i1, i2, _ = ratio_matches(d, d_map, 0.95)
+    if len(i1) < min_inliers:
+        return fail
+    q = kp.xy[i1].astype(np.float64)  # north-up image pixels (v down)
+    o = xy_map[i2].mean(axis=0)
+    m = np.column_stack([(xy_map[i2, 0] - o[0]) / gsd_m, -(xy_map[i2, 1] - o[1]) / gsd_m])  # map pixels (v down)
+    r = ransac_scale_translation(q, m, 1.5 * ransac_px)
+    if r is None:
+        return fail
+    sc, t, inl = r
+    T = np.eye(3) if T_frame is None else T_frame
+    pf = apply_h(np.linalg.inv(T), q[inl])
+    pm = xy_map[i2][inl]
+    w, h = frame_wh
     count = distinct_count(pf, pm / max(gsd_m, 1e-9))
-    if count < min_inliers:
-        return KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
-    return KeypointFit(H, pf, pm, n, count)
+    if count < min_inliers or not well_spread(pf, w, h, min_spread):
+        return fail
+    # north-up image pixels -> map metres: x = o_x + g (s u + t_u), y = o_y - g (s v + t_v)
+    A = np.array([[gsd_m * sc, 0.0, o[0] + gsd_m * t[0]], [0.0, -gsd_m * sc, o[1] - gsd_m * t[1]], [0.0, 0.0, 1.0]])
+    return KeypointFit(A @ T, pf, pm, len(i1), count, "", "scale_translation")
 
 
 def frame_gsd(H_img_to_map: np.ndarray, w: int, h: int) -> float:

@@ -30,6 +30,9 @@ class FOENetConfig:
         gem_p: initial GeM exponent (learnable).
         shared_weights: one network for drone and satellite views (True) or two branches.
         mean, std: input normalisation (RGB, 0..1 scale).
+        overlap_dim: D of the learned overlap head's dense features (0 = no overlap head); see
+            :mod:`foenet_ros.model.overlap_head`.
+        overlap_hidden: width of the overlap head's convolutions.
     """
 
     backbone: str = "mobilenetv2"
@@ -44,6 +47,8 @@ class FOENetConfig:
     shared_weights: bool = True
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    overlap_dim: int = 0
+    overlap_hidden: int = 48
     preset: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +67,8 @@ class FOENetConfig:
             raise ConfigError("dim and osm_channels must be >= 0")
         if self.gem_p < 1.0:
             raise ConfigError(f"gem_p must be >= 1, got {self.gem_p}")
+        if self.overlap_dim < 0 or self.overlap_dim > 256 or self.overlap_hidden < 1:
+            raise ConfigError(f"overlap_dim must be in [0, 256] and overlap_hidden >= 1, got {self.overlap_dim}, {self.overlap_hidden}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("mean/std must be 3 values each, std > 0")
 

@@ -50,6 +50,12 @@ class FOENet(nn.Module):
             else:
                 self.reduce = None
                 pooled = info.channels
+        self.overlap_head = None
+        if config.overlap_dim:
+            from .overlap_head import OverlapHead
+
+            stem = self._stem_channels()
+            self.overlap_head = OverlapHead(stem, config.overlap_dim, config.overlap_hidden)
         self.pool = WeightedGeM(config.gem_p)
         self.proj = nn.Linear(pooled, config.dim) if config.dim else None
         self.out_dim = config.dim or pooled
@@ -76,6 +82,31 @@ class FOENet(nn.Module):
             desc = self.proj(desc)
         return F.normalize(desc, dim=-1), weights
 
+    # ------------------------------------------------------------------ overlap head (dense)
+    #: backbone input pixels per overlap-head cell
+    OVERLAP_STRIDE = 4
+
+    def _stem(self) -> nn.Module:
+        """The backbone's stride-4 stage (shared with retrieval: MobileNetV2 blocks 0-3)."""
+        feats = getattr(self.backbone, "features", None)
+        if not isinstance(feats, nn.Sequential) or len(feats) < 4:
+            from ..errors import ModelError
+
+            raise ModelError(f"the overlap head needs a MobileNetV2-style backbone (stride-4 blocks), not {self.config.backbone!r}")
+        return feats[:4]
+
+    def _stem_channels(self) -> int:
+        with torch.no_grad():
+            return int(self._stem()(torch.zeros(1, 3, 32, 32)).shape[1])
+
+    def dense_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B,3,H,W] (normalised RGB, H and W multiples of 4) -> overlap features [B, D, H/4, W/4], unit norm per cell."""
+        if self.overlap_head is None:
+            from ..errors import ModelError
+
+            raise ModelError("this model has no overlap head (config.overlap_dim = 0): train one with `foenet train-overlap`")
+        return self.overlap_head(self._stem()(x))
+
     def forward(self, x: torch.Tensor, branch: str = "drone") -> torch.Tensor:
         """x [B,3,S,S] (normalised RGB) -> descriptors [B,D], unit L2 norm."""
         return self.forward_with_maps(x, branch)[0]
@@ -95,6 +126,9 @@ def fingerprint_state(config: FOENetConfig, state: dict[str, torch.Tensor]) -> s
     cfg = config.to_dict()
     cfg.pop("preset", None)
     cfg.pop("pretrained", None)  # init choice, not identity: the weights say it all
+    if not cfg.get("overlap_dim"):  # models without an overlap head keep the fingerprint they had before it existed
+        cfg.pop("overlap_dim", None)
+        cfg.pop("overlap_hidden", None)
     h.update(repr(sorted(cfg.items())).encode())
     for key in sorted(state):
         t = state[key].detach().to("cpu").contiguous()
