@@ -73,6 +73,10 @@ class TrainConfig:
         amp: bf16/fp16 autocast on CUDA (ignored on CPU).
         freeze_blocks: leading backbone blocks kept frozen (ImageNet low-level filters; saves time).
         loss: ``triplet`` (batch-hard soft-margin, the paper's) or ``infonce``.
+        distill_weight: weight of a relational distillation term (0 = off): the student's cosine
+            similarities among the batch's images are pulled towards those of the untrained
+            ImageNet backbone + GeM (frozen teacher), so training for appearance change does not
+            forget what ImageNet features already separate well (same-source detail).
         heading_range_deg, max_pitch_deg: rendered drone views' heading interval and tilt.
         place_batches: every batch of rendered pairs comes from one place (hard negatives: other
             ground of the same map); off = each pair from a random place.
@@ -107,6 +111,7 @@ class TrainConfig:
     amp: bool = True
     freeze_blocks: int = 7
     loss: str = "triplet"
+    distill_weight: float = 0.0
     heading_range_deg: float = 360.0
     max_pitch_deg: float = 25.0
     place_batches: bool = True
@@ -136,6 +141,8 @@ class TrainConfig:
             raise ConfigError("data=university1652 needs data_root (the folder with train/drone, train/satellite)")
         if self.loss not in ("triplet", "infonce"):
             raise ConfigError(f"loss must be triplet or infonce, got {self.loss!r}")
+        if not (self.distill_weight >= 0):
+            raise ConfigError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (the other pairs of the batch are the negatives)")
         if self.epochs < 1 or self.samples_per_epoch < self.batch_size:
@@ -230,6 +237,18 @@ class PairModel(nn.Module):
             out = self.net(torch.cat([q, r]))
             return out[: len(q)], out[len(q) :]
         return self.net(q, branch="drone"), self.net(r, branch="satellite")
+
+
+def relational_distillation(d: torch.Tensor, s: torch.Tensor, teacher: nn.Module, q: torch.Tensor,
+                            r: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the batch's cosine-similarity matrix (queries and references, 2B x 2B,
+    diagonal excluded) between the student's descriptors (d [B,D], s [B,D]) and the frozen teacher's."""
+    with torch.no_grad():
+        t = teacher(torch.cat([q, r]))
+    x = torch.cat([d, s])
+    n = len(x)
+    off = ~torch.eye(n, dtype=torch.bool, device=x.device)
+    return ((x @ x.T - t @ t.T)[off] ** 2).mean()
 
 
 def frozen_modules(net: FOENet, n_blocks: int) -> list[nn.Module]:
@@ -365,6 +384,11 @@ def train(config: TrainConfig) -> Path:
         if resumed_from is not None and dist.main:
             print(f"resuming from {resumed_from} (epoch {start_epoch} of {cfg.epochs})")
 
+    teacher = None
+    if cfg.distill_weight > 0:
+        teacher = create_model("gem-mnv2", input_size=input_size).to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     collate = PairCollator(input_size, net.config.mean, net.config.std)
     csv_path = out / LOG_FILE
     tb = _tensorboard(out) if dist.main else None
@@ -413,6 +437,8 @@ def train(config: TrainConfig) -> Path:
                 d, s = model(q, r)
             d, s = d.float(), s.float()
             loss = triplet_loss(d, s, valid) if cfg.loss == "triplet" else info_nce_loss(d, s, valid_neg=valid)
+            if teacher is not None:
+                loss = loss + cfg.distill_weight * relational_distillation(d, s, teacher, q, r)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})")
             opt.zero_grad(set_to_none=True)

@@ -81,9 +81,11 @@ def test_rendered_views_are_verified_accurately(loc, town):
             assert abs(est.alt_m - pose.alt_m) < 2.0
             assert err <= 2 * est.sigma_m, (err, est.sigma_m)
             assert 0 < est.score <= 1
-            # keypoint fixes carry keypoint inliers; dense ones agreeing patches (fewer, larger)
-            min_evidence = LocalizerConfig().min_inliers if est.pose["source"] == "keypoints" else LocalizerConfig().fine_min_inliers
-            assert est.inliers >= min_evidence or est.pose["source"] == "dense"
+            # keypoint fixes carry keypoint inliers; dense ones their calibrated acceptance score
+            if est.pose["source"] == "keypoints":
+                assert est.inliers >= LocalizerConfig().min_inliers
+            else:
+                assert est.score >= LocalizerConfig().fine_min_score
             assert set(est.timings_ms) == set(STAGES)
             lon, lat = town.frame.to_lonlat(pose.x, pose.y)
             assert abs(est.lat - lat) < 2e-5 and abs(est.lon - lon) < 3e-5

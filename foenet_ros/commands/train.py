@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--freeze-blocks", type=int, help="leading backbone blocks kept frozen")
     p.add_argument("--loss", choices=["triplet", "infonce"])
+    p.add_argument("--distill", type=float, dest="distill_weight",
+                   help="weight of the relational distillation towards the untrained ImageNet + GeM teacher (0 = off)")
+    p.add_argument("--max-pitch", type=float, dest="max_pitch_deg", help="largest tilt of rendered views from nadir, deg")
     p.add_argument("--heading-range", type=float, dest="heading_range_deg", help="heading interval of rendered views, deg")
     p.add_argument("--no-place-batches", action="store_true",
                    help="mix places within a batch (default: each batch of rendered pairs from one place)")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
         for k in ("model", "data", "data_root", "epochs", "samples_per_epoch", "batch_size", "lr", "freeze_blocks",
-                  "loss", "heading_range_deg", "neighbours", "neg_radius_frac", "num_workers", "threads", "seed", "device", "max_steps",
+                  "loss", "distill_weight", "max_pitch_deg", "heading_range_deg", "neighbours", "neg_radius_frac", "num_workers", "threads", "seed", "device", "max_steps",
                   "init_checkpoint")
     }
     model_overrides = {"input_size": args.input_size} if args.input_size else {}

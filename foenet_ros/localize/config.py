@@ -49,10 +49,11 @@ class LocalizerConfig:
         fine_min_overlap: placements covering less of the frame's projection are not considered.
         fine_beta: heatmap sharpness (p ~ exp(beta * z)) for the covariance of the coarse peak.
         fine_bootstrap: refits over resampled patches for the fine covariance.
-        fine_min_inliers: a dense fix needs this many agreeing patches.
-        fine_min_margin: ... a coarse peak this many robust sigmas above the best rival place.
-        fine_min_z: ... and a coarse peak z-score of at least this.
-        fine_min_margin_alone: a dense fix without fine_min_inliers agreeing patches needs this margin.
+        fine_score_weights: logistic weights (bias, z_peak, margin, log(1+patches), patch share, fine z) of the
+            probability that a dense fix found the right place (fitted by bench/calibrate_fine.py on training places).
+        fine_min_score: a dense fix needs at least this probability ...
+        fine_strong_score: ... and with this much it is trusted without keypoints confirming it.
+        fine_min_z: a hard floor: no dense fix from a coarse peak below this z-score.
         fine_decisive_z: a region whose coarse peak has this z-score ...
         fine_decisive_margin: ... and this margin ends the search (lower-ranked regions are skipped).
         fine_sigma_scale: multiplies the dense fit's bootstrap spread (calibrated on held-out views).
@@ -85,6 +86,7 @@ class LocalizerConfig:
         no_intrinsics_sigma_frac: without intrinsics the image centre is reported; its error
             (unknown tilt) is modelled as this fraction of the footprint width (1 sigma).
         plausible_margin_m: a verified fix must lie within this distance of the map.
+        verified_max_sigma_m: a fix whose stated 1-sigma exceeds this is not reported as verified.
         retrieval_max_sigma_m: a retrieval-only answer wider than this is reported as "lost".
         retrieval_min_margin: ... and so is one whose best score exceeds the mean of the other
             candidates' by less than this (no distinct place: e.g. a frame from off the map).
@@ -131,10 +133,10 @@ class LocalizerConfig:
     fine_min_overlap: float = 0.5
     fine_beta: float = 1.0
     fine_bootstrap: int = 24
-    fine_min_inliers: int = 6
-    fine_min_margin: float = 1.0
+    fine_score_weights: tuple[float, ...] = (-10.0, 0.5, 1.0, 0.5, 2.0, 0.2)
+    fine_min_score: float = 0.9
+    fine_strong_score: float = 0.99
     fine_min_z: float = 5.0
-    fine_min_margin_alone: float = 1.0
     fine_decisive_z: float = 10.0
     fine_decisive_margin: float = 4.0
     fine_sigma_scale: float = 1.5
@@ -164,6 +166,7 @@ class LocalizerConfig:
     unknown_tilt_sigma_deg: float = 10.0
     no_intrinsics_sigma_frac: float = 0.15
     plausible_margin_m: float = 100.0
+    verified_max_sigma_m: float = 150.0
     retrieval_max_sigma_m: float = 150.0
     retrieval_min_margin: float = 0.05
 
@@ -183,7 +186,7 @@ class LocalizerConfig:
     #: hard lower bounds that keep integrity on (a verified fix needs real evidence; sigmas never
     #: collapse; the gate stays a gate). ``__post_init__`` refuses anything below them.
     SAFETY_MIN = {
-        "min_inliers": 12, "min_inliers_3dof": 8, "min_spread": 0.05, "fine_min_inliers": 4, "fine_min_margin": 0.5, "fine_min_z": 3.0, "fine_min_margin_alone": 0.5,
+        "min_inliers": 12, "min_inliers_3dof": 8, "min_spread": 0.05, "fine_min_score": 0.5, "fine_min_z": 3.0,
         "fine_patch_min_z": 2.0, "sigma_floor_m": 0.05, "sigma_scale": 0.5, "fine_sigma_scale": 0.5,
         "map_accuracy_m": 0.0, "terrain_relief_m": 0.0, "calibration_sigma_frac": 0.0, "heading_sigma_deg": 0.1,
         "altitude_sigma_frac": 0.001, "attitude_sigma_deg": 0.01, "gate_chi2": 5.99, "fine_min_overlap": 0.2,
@@ -196,7 +199,7 @@ class LocalizerConfig:
         for name in ("top_k", "search_k", "unknown_heading_rotations", "max_features", "min_inliers", "verify_max_side",
                      "work_max_side", "max_misses", "fine_coarse_cells", "fine_patch_level_cells", "fine_patch_cells",
                      "fine_patch_search_cells", "fine_max_heading_bins", "fine_max_scale_bins", "fine_sweep_cells",
-                     "fine_sweep_candidates", "fine_homography_min", "fine_min_inliers", "fine_stats_cells"):
+                     "fine_sweep_candidates", "fine_homography_min", "fine_stats_cells"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.search_k < self.top_k:
@@ -206,7 +209,7 @@ class LocalizerConfig:
         for name in ("ransac_px", "crop_factor", "sigma_scale", "fine_sigma_scale", "gating_radius_m", "gate_sigmas",
                      "accel_sigma", "gate_chi2", "max_track_sigma_m", "default_dt_s", "retrieval_max_sigma_m",
                      "fine_heading_step_deg", "fine_scale_step", "fine_beta", "fine_sweep_step_deg", "track_radius_m",
-                     "guided_radius_m", "sigma_floor_m", "fine_patch_tol_cells"):
+                     "guided_radius_m", "sigma_floor_m", "fine_patch_tol_cells", "verified_max_sigma_m"):
             if not (getattr(self, name) > 0):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         for name, lo in self.SAFETY_MIN.items():
@@ -225,6 +228,10 @@ class LocalizerConfig:
             raise ConfigError(f"coast_accel_sigma ({self.coast_accel_sigma}) must be >= accel_sigma ({self.accel_sigma})")
         if not (0.0 <= self.refused_fix_weight <= 1.0):
             raise ConfigError(f"refused_fix_weight must be in [0, 1], got {self.refused_fix_weight}")
+        if not (0.0 < self.fine_min_score <= self.fine_strong_score <= 1.0):
+            raise ConfigError(f"need 0 < fine_min_score <= fine_strong_score <= 1, got {self.fine_min_score}, {self.fine_strong_score}")
+        if len(self.fine_score_weights) != 6 or not all(isinstance(v, (int, float)) for v in self.fine_score_weights):
+            raise ConfigError(f"fine_score_weights needs 6 numbers, got {self.fine_score_weights!r}")
         if not (0.0 <= self.fine_min_overlap <= 1.0):
             raise ConfigError(f"fine_min_overlap must be in [0, 1], got {self.fine_min_overlap}")
         if self.bootstrap < 0 or self.fine_bootstrap < 0 or self.global_every < 0 or self.upright_hypotheses < 0:

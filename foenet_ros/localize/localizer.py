@@ -37,6 +37,7 @@ from .budget import altitude_consistent, error_budget, on_map, tilt_consistent
 from .config import LocalizerConfig
 from .estimate import Candidate, GeoEstimate, Prior
 from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo
+from .fine_score import dense_score
 from .overlap import apply_h
 from .pose import PoseFix, homography_fix
 from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, working_frame
@@ -270,8 +271,8 @@ class Localizer:
             if grade != "none":
                 fix = self._dense_fix(dense, cam, pseudo, sensors, regions, work.shape[1::-1])
             else:
-                dense.info["refused"] = (f"dense evidence too weak: {dense.inliers} patches, z {dense.coarse.z_peak:.1f}, "
-                                         f"margin {dense.margin:.1f}")
+                dense.info["refused"] = (f"dense evidence too weak: score {dense.info['score']:.2f} (z {dense.coarse.z_peak:.1f}, "
+                                         f"margin {dense.margin:.1f}, {dense.inliers} patches)")
         t5 = time.perf_counter()
         if fix is not None and grade == "strong" and not pseudo and self._refine_pays(mode, sensors):
             better = self._guided(work, cam, sensors, fix, dense)
@@ -320,19 +321,19 @@ class Localizer:
         return float(d @ np.linalg.solve(S, d)) <= self.config.gate_chi2
 
     def _dense_grade(self, d: FineFix) -> str:
-        """"strong" (a distinct peak the frame's patches agree with), "weak" (a distinct peak alone, with
-        a clear margin over any rival place), or "none"."""
+        """"strong" (trusted alone), "weak" (taken when no keypoint fix contradicts it) or "none", from
+        the calibrated probability that the dense fix found the right place (``d.info["score"]``)."""
         cfg = self.config
-        if d.coarse.z_peak < cfg.fine_min_z or d.margin < cfg.fine_min_margin:
+        p = dense_score(d, cfg.fine_score_weights)
+        d.info["score"] = p
+        if d.coarse.z_peak < cfg.fine_min_z or p < cfg.fine_min_score:
             return "none"
-        if d.inliers >= cfg.fine_min_inliers:
-            return "strong"
-        return "weak" if d.margin >= cfg.fine_min_margin_alone else "none"
+        return "strong" if p >= cfg.fine_strong_score else "weak"
 
     def _dense_fix(self, d: FineFix, cam, pseudo, sensors, regions, wh) -> PoseFix | None:
         """A PoseFix from an accepted dense fit (a homography fit: the camera centre and tilt from it)."""
         cfg = self.config
-        score = (d.inliers / (d.inliers + 2.0 * cfg.fine_min_inliers)) * (1.0 - math.exp(-d.margin / 2.0))
+        score = float(d.info.get("score", 0.0))
         info = dict(d.info, z_peak=d.coarse.z_peak, rival_z=d.rival_z, margin=d.margin,
                     position_of="image_centre" if pseudo else "camera_centre")
         from ..geo.camera import ground_to_image_homography
@@ -416,7 +417,9 @@ class Localizer:
             cand.matches = kf.matches
             if kf.H is None:
                 continue
-            weak = kf.model == "scale_translation"  # no tilt information: the image centre, wider
+            # a north-up scale + translation carries no tilt: with an IMU attitude the camera centre is
+            # walked back from where the principal ray lands; without one, the image centre is reported
+            weak = kf.model == "scale_translation" and sensors.attitude is None
             try:
                 f = homography_fix(kf.H, kf.pts_frame, kf.pts_map, None if weak else cam, sensors.attitude, sensors.alt_m,
                                    (w, h), bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
@@ -537,10 +540,17 @@ class Localizer:
                 # a nadir was assumed: the camera may be tilted, its centre off the nadir point by alt tan(tilt)
                 alt = fix.alt_m if math.isfinite(fix.alt_m) else 100.0
                 cov = cov + np.eye(2) * (alt * math.tan(math.radians(cfg.unknown_tilt_sigma_deg))) ** 2
-            if pseudo:  # the image centre of a frame without intrinsics: the unknown tilt in the error
+            if pseudo and fix.source == "dense":  # the image centre without intrinsics: the unknown tilt (keypoint fixes have it)
                 width = 2.0 * (fix.alt_m if math.isfinite(fix.alt_m) else 100.0) * math.tan(math.radians(cam.hfov_deg) / 2)
                 cov = cov + np.eye(2) * (cfg.no_intrinsics_sigma_frac * width) ** 2
             pose_info["budget"] = terms.to_json()
+            sigma = math.sqrt(max(float(np.linalg.eigvalsh(cov).max()), 0.0))
+            if sigma > cfg.verified_max_sigma_m:
+                # a geometric match that says little about the position: no verified fix (the tracker
+                # and the retrieval answer below decide what to report)
+                pose_info["refused"] = f"fix sigma {sigma:.0f} m exceeds verified_max_sigma_m ({cfg.verified_max_sigma_m:.0f} m)"
+                fix = None
+        if fix is not None:
             upd = self.tracker.update(fix.xy, cov, t)
             heading_true = float(self.index.frame.grid_to_true_heading(fix.heading_grid_deg, float(fix.xy[0]), float(fix.xy[1])))
             pose_info.update(heading_grid_deg=float(fix.heading_grid_deg), track_d2=upd.d2, track_restarted=upd.reinitialised)

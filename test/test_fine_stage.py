@@ -1,0 +1,208 @@
+"""The fine stage's parts on synthetic data: CFOG, correlation + heatmap decoding, patch fits, the map
+feature store, guided matching, the acceptance score and the error budget (fast, no shared data)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from foenet_ros.features import FeatureGrid, cfog, dequantize, quantize
+from foenet_ros.features.local import SiftDetector, guided_matches
+from foenet_ros.geo import CameraIntrinsics, CameraPose, synthetic_map
+from foenet_ros.geo.render import render_view
+from foenet_ros.localize.budget import altitude_consistent, error_budget, on_map, tilt_consistent
+from foenet_ros.localize.overlap import (
+    Hypothesis,
+    Template,
+    correlate,
+    decode,
+    fit_patches,
+    make_templates,
+    patch_correspondences,
+)
+
+
+@pytest.fixture(scope="module")
+def town():
+    return synthetic_map(size_m=(360.0, 300.0), gsd_m=0.5, seed=11)
+
+
+def _grid(town, cell: float) -> FeatureGrid:
+    """CFOG of the whole synthetic map at ``cell`` metres (what the index stores for one level)."""
+    from foenet_ros.features import CfogExtractor
+    from foenet_ros.index.fine import map_features
+
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    H, W = int(math.ceil((ymax - ymin) / cell)), int(math.ceil((xmax - xmin) / cell))
+    f, v = map_features(town, CfogExtractor(), cell, (0, H, 0, W), (xmin, ymax))
+    return FeatureGrid(f, v, (xmin + 0.5 * cell, ymax - 0.5 * cell), cell)
+
+
+def test_cfog_is_unit_length_and_survives_a_brightness_inversion(town):
+    img = town.image[:200, :200]
+    f, v = cfog(img)
+    assert f.shape == (9, 200, 200) and v.shape == (200, 200)
+    n = np.sqrt((f**2).sum(axis=0))[v]
+    assert np.all(n <= 1.0 + 1e-5) and np.median(n) > 0.5
+    g, _ = cfog(255 - img)  # near-infrared vs. red: the same edges, opposite signs
+    ncc = float((f * g)[:, v].sum() / np.sqrt((f**2)[:, v].sum() * (g**2)[:, v].sum()))
+    assert ncc > 0.95, ncc
+    q = quantize(f, "u8")
+    assert q.dtype == np.uint8 and np.abs(dequantize(q) - f).max() <= 0.5 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("shift_cells", [(0, 0), (7, -12)])
+def test_correlation_finds_a_template_cut_from_the_map(town, shift_cells):
+    grid = _grid(town, 2.0)
+    i0, j0 = 40 + shift_cells[0], 50 + shift_cells[1]
+    t = Template(grid.feats[:, i0 : i0 + 40, j0 : j0 + 50].copy(), grid.valid[i0 : i0 + 40, j0 : j0 + 50].copy(),
+                 np.array([-49.0, 39.0]), Hypothesis(0.0, 100.0))
+    # the nadir is the template's cell (39 rows, 49 cols... ) offset: anchor = cell (0,0) relative to the nadir
+    true_nadir = np.array([grid.origin_xy[0] + j0 * 2.0 + 49.0, grid.origin_xy[1] - i0 * 2.0 - 39.0])
+    box = (true_nadir[0] - 60, true_nadir[1] - 60, true_nadir[0] + 60, true_nadir[1] + 60)
+    for window in (grid, FeatureGrid(grid.feats[:, 10:140, 20:160], grid.valid[10:140, 20:160],
+                                     (grid.origin_xy[0] + 40.0, grid.origin_xy[1] - 20.0), 2.0)):
+        scores, overlap, hw, full = correlate([t], window)
+        res = decode(scores, overlap, window, [t], hw, full, box)
+        assert res is not None and np.hypot(*(res.xy - true_nadir)) < 0.3, (res.xy - true_nadir)
+        assert res.z_peak > 8 and res.margin > 3
+        # the peak restricted to a box that excludes the truth is a different, weaker place
+        off = (true_nadir[0] + 30, true_nadir[1] + 30, true_nadir[0] + 60, true_nadir[1] + 60)
+        res2 = decode(scores, overlap, window, [t], hw, full, box, peak_box=off)
+        assert res2.z_peak < res.z_peak and np.hypot(*(res2.xy - true_nadir)) > 30
+
+
+def test_direct_and_fft_correlation_agree(town):
+    from foenet_ros.localize.overlap import _stack_templates, xcorr, xcorr_valid
+
+    grid = _grid(town, 2.0)
+    rng = np.random.default_rng(0)
+    ts = [Template(grid.feats[:, 30:60, 40:75].copy(), rng.random((30, 35)) > 0.1, np.zeros(2), Hypothesis(0, 1))
+          for _ in range(2)]
+    T, M, n = _stack_templates(ts)
+    F, V = grid.feats[:, 20:90, 30:110], grid.valid[20:90, 30:110]
+    s_full, o_full = xcorr(T, M, n, F[None], V[None])
+    s_val, o_val = xcorr_valid(T, M, n, F, V)
+    h, w = T.shape[2:]
+    np.testing.assert_allclose(s_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], s_val, atol=1e-4)
+    np.testing.assert_allclose(o_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], o_val, atol=1e-4)
+
+
+def test_projected_frame_is_found_and_patches_recover_heading_and_scale(town):
+    from foenet_ros.features import CfogExtractor
+
+    intr = CameraIntrinsics.from_hfov(70.0, 640, 480)
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 90.0, 35.0, 4.0, -1.0)
+    img, _ = render_view(town, intr, pose)
+    grid = _grid(town, 1.0)
+    # a hypothesis 2 degrees and 3 % off: the coarse peak still lands, the patch fit corrects it
+    hyp = Hypothesis(37.0, 90.0 * 1.03, -1.0, 4.0)
+    t = make_templates(img, intr, [hyp], 1.0, [CfogExtractor()], 400)[0]
+    box = (pose.x - 25, pose.y - 25, pose.x + 25, pose.y + 25)
+    scores, overlap, hw, full = correlate([t], grid)
+    res = decode(scores, overlap, grid, [t], hw, full, box)
+    assert np.hypot(res.xy[0] - pose.x, res.xy[1] - pose.y) < 4.0
+    src, dst, z, tested = patch_correspondences(t, grid, res.xy, patch_cells=24, stride=12, search_cells=6)
+    fit = fit_patches(src, dst, z, tested, 1.0)
+    assert fit is not None and fit.inliers >= 6
+    s = math.hypot(fit.M[0, 0], fit.M[1, 0])
+    assert abs(s * 1.03 - 1.0) < 0.02  # the 3 % scale error measured
+    rot = math.degrees(math.atan2(fit.M[1, 0], fit.M[0, 0]))
+    assert abs(abs(rot) - 2.0) < 1.0  # and the 2 degree heading error
+
+
+def test_warped_templates_match_rendered_ones(town):
+    from foenet_ros.features import CfogExtractor
+
+    intr = CameraIntrinsics.from_hfov(70.0, 640, 480)
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 90.0, 10.0, 3.0, 0.0)
+    img, _ = render_view(town, intr, pose)
+    hyps = [Hypothesis(h, 90.0, 0.0, 3.0) for h in (7.5, 10.0, 12.5)]
+    warped = make_templates(img, intr, hyps, 1.5, [CfogExtractor()], 300, warp_near=True)
+    direct = make_templates(img, intr, hyps, 1.5, [CfogExtractor()], 300, warp_near=False)
+    for a, b in zip(warped, direct):
+        assert a.feats.shape == b.feats.shape and np.allclose(a.anchor_xy, b.anchor_xy)
+        m = a.valid & b.valid
+        corr = float((a.feats * b.feats).sum(axis=0)[m].mean() / np.sqrt(((a.feats**2).sum(axis=0)[m].mean()
+                                                                           * (b.feats**2).sum(axis=0)[m].mean())))
+        assert corr > 0.8, corr
+
+
+def test_fine_store_windows_and_keypoints(town, tmp_path):
+    from foenet_ros.features import CfogExtractor
+    from foenet_ros.index.fine import FineConfig, FineStore, build_fine
+
+    entry = build_fine(town, tmp_path, FineConfig(kp_flavours=("upright",)), [90.0, 130.0], {"cfog": CfogExtractor()},
+                       progress=False)
+    store = FineStore(tmp_path, entry)
+    assert all((tmp_path / f).is_file() for f in FineStore.files(entry))
+    assert store.cells == sorted(store.cells) and store.cells[0] >= town.gsd_m
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    c = store.cells[0]
+    # a window hanging over the map's edge: the outside is invalid and zero
+    win = store.window(0, (xmin - 20, ymin + 50, xmin + 40, ymin + 110), ["cfog"])
+    assert not win.valid[:, : int(15 / c)].any() and win.valid[:, -3:].all()
+    assert np.all(win.feats[:, ~win.valid] == 0)
+    ref = _grid(town, c)
+    j = int(round((win.origin_xy[0] - ref.origin_xy[0]) / c))
+    i = int(round((ref.origin_xy[1] - win.origin_xy[1]) / c))
+    np.testing.assert_allclose(win.feats[:, 5:20, -10:], ref.feats[:, i + 5 : i + 20, j + win.shape[1] - 10 : j + win.shape[1]],
+                               atol=2 / 255)
+    xy, size, desc = store.keypoints_in((xmin + 50, ymin + 50, xmin + 150, ymin + 120), "upright")
+    assert len(xy) > 20 and desc.dtype == np.uint8 and desc.shape[1] == 128
+    assert np.all((xy[:, 0] >= xmin + 50) & (xy[:, 0] <= xmin + 150) & (xy[:, 1] >= ymin + 50) & (xy[:, 1] <= ymin + 120))
+
+
+def test_guided_matching_respects_the_radius():
+    rng = np.random.default_rng(1)
+    d2 = rng.integers(0, 255, (200, 128)).astype(np.uint8)
+    xy2 = rng.uniform(0, 100, (200, 2))
+    d1 = d2[:50].copy()
+    pred = xy2[:50] + rng.normal(0, 1.0, (50, 2))
+    i1, i2, r = guided_matches(d1, pred, d2, xy2, radius=4.0, ratio=0.8)
+    assert len(i1) >= 45 and np.all(i1 == i2)
+    far = xy2[:50] + 30.0  # predictions far from the true keypoints: nothing may match them
+    i1, i2, _ = guided_matches(d1, far, d2, xy2, radius=4.0, ratio=0.8)
+    assert not np.any(i1 == i2) or len(i1) == 0
+
+
+def test_sift_detector_gives_both_flavours(town):
+    kp = SiftDetector(500).detect(town.image[:400, :400])
+    assert len(kp) > 50 and set(kp.desc) == {"upright", "oriented"}
+    assert kp.desc["upright"].shape == kp.desc["oriented"].shape == (len(kp), 128)
+
+
+def test_error_budget_and_plausibility():
+    cov, terms = error_budget(np.eye(2) * 0.01, sigma_scale=2.0, map_accuracy_m=1.0, alt_m=100.0, attitude_sigma_deg=1.0,
+                              tilt_deg=10.0, hfov_deg=70.0, terrain_relief_m=3.0, calibration_sigma_frac=0.01, floor_m=0.1)
+    assert terms.attitude_m == pytest.approx(100 * math.tan(math.radians(1.0)))
+    expect = 0.04 + 1.0 + terms.attitude_m**2 + terms.terrain_m**2 + terms.calibration_m**2
+    assert np.allclose(cov, np.eye(2) * expect)
+    tiny, _ = error_budget(np.zeros((2, 2)), sigma_scale=1.0, map_accuracy_m=0.0, alt_m=math.nan, attitude_sigma_deg=None,
+                           tilt_deg=0.0, hfov_deg=60.0, terrain_relief_m=0.0, calibration_sigma_frac=0.0, floor_m=0.2)
+    assert np.allclose(np.linalg.eigvalsh(tiny), 0.04)  # never below the floor
+    assert on_map(np.array([5.0, 5.0]), (0, 0, 10, 10), 0.0) and not on_map(np.array([50.0, 5.0]), (0, 0, 10, 10), 20.0)
+    assert altitude_consistent(105.0, 100.0, 3.0) and not altitude_consistent(300.0, 100.0, 3.0)
+    assert not altitude_consistent(-5.0, None, 1.0)
+    assert tilt_consistent(5.0, (0.0, 4.0), 1.0) and not tilt_consistent(25.0, (0.0, 4.0), 1.0)
+
+
+def test_acceptance_score_grows_with_evidence():
+    from types import SimpleNamespace
+
+    from foenet_ros.localize import LocalizerConfig
+    from foenet_ros.localize.fine_score import dense_score
+
+    w = LocalizerConfig().fine_score_weights
+
+    def fix(z, rival, patches, tested, fz):
+        return SimpleNamespace(coarse=SimpleNamespace(z_peak=z), rival_z=rival, inliers=patches, tested=tested,
+                               info={"fine_z": fz})
+
+    weak = dense_score(fix(5.0, 4.5, 0, 50, 3.0), w)
+    strong = dense_score(fix(14.0, 4.0, 20, 50, 12.0), w)
+    assert 0.0 <= weak < 0.5 < 0.95 < strong <= 1.0
