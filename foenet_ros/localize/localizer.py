@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from ..errors import CameraError, EmptyIndexError
+from ..geo.validate import check_altitude, check_attitude_pair, validate_heading
 from .config import LocalizerConfig
-from .estimate import Candidate, GeoEstimate, Prior
+from .estimate import Candidate, GeoEstimate, Prior, validate_prior
 from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, undistort
 from .tracker import Tracker
 from .verify import FeatureMatcher, Features, distinct_count, homography_is_sane, ransac_scale_translation, well_spread
@@ -137,15 +138,12 @@ class Localizer:
         timings: dict[str, float] = {}
         rgb = check_frame(frame)
         cam = camera_for_frame(camera, rgb.shape)
-        if attitude is not None:
-            attitude = tuple(float(a) for a in attitude)
-            if len(attitude) != 2 or not all(math.isfinite(a) for a in attitude):
-                raise CameraError(f"attitude must be (roll_deg, pitch_deg) finite numbers, got {attitude}")
-        if heading_deg is not None and not math.isfinite(float(heading_deg)):
-            heading_deg = None
-        if altitude_m is not None and not (math.isfinite(float(altitude_m)) and altitude_m > 0):
-            raise CameraError(f"altitude_m must be a positive number of metres, got {altitude_m}")
-        prior = Prior.coerce(prior)
+        # the boundary checks of geo.validate: AttitudeError / AltitudeError (CameraErrors) for values no
+        # drone can have; an unusable heading counts as unknown; an invalid prior is ignored (WARNING)
+        attitude = None if attitude is None else check_attitude_pair(attitude)
+        heading_deg = validate_heading(heading_deg)
+        altitude_m = None if altitude_m is None else check_altitude(altitude_m)
+        prior = validate_prior(prior)
         t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
         self._last_t = t
 
