@@ -267,5 +267,6 @@ def test_fuzz_localizer_inputs(fuzz_loc, fault_map):
     x, y = fault_map.center_xy
     img, _ = render_view(fault_map, intr, CameraPose(x, y, 100.0, 0.0))
     fuzz_loc.reset()
-    est = fuzz_loc.localize(img, camera=intr, heading_deg=fault_map.frame.grid_to_true_heading(0.0, x, y), altitude_m=100.0)
+    heading = fault_map.frame.grid_to_true_heading(0.0, x, y)
+    est = fuzz_loc.localize(img, camera=intr, heading_deg=heading, altitude_m=100.0)
     assert est.status == "verified" and math.hypot(est.x - x, est.y - y) < 3.0
