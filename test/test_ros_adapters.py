@@ -77,7 +77,7 @@ def test_rate_limit_and_degraded_estimates():
     conn = FakeConn()
     sender = mg.GpsInputSender(mg.GpsInputConfig(rate_hz=5.0), connection=conn)
     est = _estimate()
-    sent = [sender.send(est, 100.0 + t, now=t) for t in np.arange(0.0, 1.0, 0.05)]  # 20 calls in 1 s at 5 Hz
+    sent = [sender.send(est, 100.0 + t, now=t) for t in np.arange(20) * 0.06]  # 20 calls 60 ms apart, 5 Hz stream
     assert sum(sent) == 10 and sender.skipped == 10  # burst guard: at most one per half period
     no_alt = mg.gps_input_fields(_estimate(alt=math.nan, vel=None), 100.0, mg.GpsInputConfig())
     assert no_alt["fix_type"] == mg.FIX_2D
