@@ -93,7 +93,8 @@ def test_simulation_is_deterministic_and_ground_truth_matches_renderer(world, tm
 
 def test_replay_round_trip_scores_and_records(world, tmp_path):
     simulate_flight(world["map"], tmp_path / "flight", _sim_cfg(), progress=False)
-    res = replay_bag(tmp_path / "flight", world["make"](), tmp_path / "out", ReplayConfig(progress=False))
+    # the simulated camera is strapdown nadir: the IMU attitude is the camera's (opt-in, as in the node)
+    res = replay_bag(tmp_path / "flight", world["make"](), tmp_path / "out", ReplayConfig(progress=False, use_attitude=True))
     mt = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert mt["frames"] == 8 and mt["ground_truth"] is True
     assert mt["share_localised"] >= 0.75 and mt["within_m"]["10"] >= 0.75, mt

@@ -127,7 +127,8 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
 
     t = time.perf_counter()
     localizer = Localizer(index, encoder)
-    res = replay_bag(bag, localizer, out / "replay", ReplayConfig(progress=cfg.progress))
+    # the simulated camera is strapdown nadir: replay and the live node both take the IMU attitude
+    res = replay_bag(bag, localizer, out / "replay", ReplayConfig(progress=cfg.progress, use_attitude=True))
     timings["replay"] = time.perf_counter() - t
     res.metrics["demo"] = {"map": dm.name, "synthetic_map": dm.synthetic, "attribution": dm.attribution,
                            "index_dir": str(index_dir), "timings_s": timings}
