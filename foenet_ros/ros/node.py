@@ -178,6 +178,7 @@ class FoenetNode(Node):
         self._last_error_t = -math.inf
         self._last_est: Any = None
         self._autopilot: tuple[Any, float | None, float, float] | None = None  # (est, stamp, t_ref, age at t_ref)
+        self._stamp_clock = "unknown"
         self._last_start = -math.inf
         self._rate = RateMeter()
         self._input_rate = RateMeter()
@@ -376,7 +377,7 @@ class FoenetNode(Node):
             self._reset_pending = True
             self._counters["time_jump_resets"] += 1
             self.get_logger().warning(text)
-        self._mailbox.put(msg)
+        self._mailbox.put((msg, now))
         self._wake.trigger()  # runs _tick in the worker group (later, if inference is busy)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -494,11 +495,11 @@ class FoenetNode(Node):
         rate = self._settings["max_rate_hz"]
         if rate > 0 and now - self._last_start < 1.0 / rate:
             return  # the waiting frame stays in the mailbox (and may be replaced by a newer one)
-        msg = self._mailbox.take()
-        if msg is None:
+        item = self._mailbox.take()
+        if item is None:
             return
         self._last_start = now
-        self._process(msg)
+        self._process(*item)
 
     def _index_path(self) -> Path | None:
         index_dir = self._settings["index_dir"]
@@ -596,7 +597,7 @@ class FoenetNode(Node):
             self._input_error(f"image rejected: {exc}")
             return None
 
-    def _process(self, msg: Any) -> None:
+    def _process(self, msg: Any, t_rx: float) -> None:
         header = msg.header
         rgb = self._decode(msg)
         if rgb is None:
@@ -623,7 +624,7 @@ class FoenetNode(Node):
         self._rate.tick(now)
         self._latency.add(est.timings_ms)
         self._last_est = est
-        self._publish(est, header, rgb, loc)
+        self._publish(est, header, rgb, loc, t_rx)
 
     def _localize(self, loc: Any, rgb: np.ndarray, camera: Any, kwargs: dict[str, Any]) -> Any:
         """``loc.localize`` with graceful degradation: intrinsics that do not fit the stream and a prior
@@ -645,7 +646,7 @@ class FoenetNode(Node):
             return loc.localize(rgb, camera=camera, **dict(kwargs, prior=None))
 
     # ============================================================== outputs
-    def _publish(self, est: Any, header: Header, rgb: np.ndarray, loc: Any) -> None:
+    def _publish(self, est: Any, header: Header, rgb: np.ndarray, loc: Any, t_rx: float) -> None:
         s = self._settings
         cfg = self._output_config()
         fix = out_fields.is_fix(est, cfg)
@@ -673,7 +674,7 @@ class FoenetNode(Node):
             if self._px4 is not None:
                 sample_us = int(round(stamp * 1e6)) if stamp is not None else None
                 self._px4.publish(est, s["ground_altitude_m"] - s["geoid_separation_m"], s["alt_sigma_m"], sample_us)
-        self._hand_to_autopilot(est, stamp)
+        self._hand_to_autopilot(est, stamp, t_rx)
         if s["publish_candidates"]:
             tiles = loc.index.tiles
             polys = [tiles.polygons_xy[c.tile_id] for c in est.candidates] if hasattr(tiles, "polygons_xy") else None
@@ -699,15 +700,27 @@ class FoenetNode(Node):
             tf = out_fields.map_to_base_transform(pose, cfg)
         self._pub_tf.publish(TFMessage(transforms=[conv.transform_to_msg(tf, stamp)]))
 
-    def _hand_to_autopilot(self, est: Any, stamp: float | None) -> None:
+    def _hand_to_autopilot(self, est: Any, stamp: float | None, t_rx: float) -> None:
         """Remember the newest estimate for the GPS_INPUT timer, with its age on the steady clock."""
         if self._gps_input is None:
             return
+        now = time.monotonic()
+        self._autopilot = (est, stamp, now, self._frame_age(stamp, t_rx, now))
+
+    def _frame_age(self, stamp: float | None, t_rx: float, now: float) -> float:
+        """Seconds since the frame's capture: ROS "now" minus its stamp (sim or wall time alike) when the
+        stamp is in this node's clock; else (unstamped, or a camera clock not synchronised with ours)
+        the time since it arrived, a lower bound, and diagnostics say so. From the hand-over on the
+        steady clock adds to it, so a paused /clock never freezes the age of a fix."""
+        since_rx = max(0.0, now - t_rx)
         now_ros = self.get_clock().now().nanoseconds * 1e-9
-        # age at hand-over: ROS "now" minus the capture stamp (sim or wall time alike); from here on the
-        # steady clock adds to it, so a paused /clock never freezes the age of a fix
-        age = max(0.0, now_ros - stamp) if stamp is not None and now_ros > 0 else 0.0
-        self._autopilot = (est, stamp, time.monotonic(), age)
+        if stamp is not None and now_ros > 0:
+            age = now_ros - stamp
+            if -0.5 <= age <= 60.0:
+                self._stamp_clock = "synchronised"
+                return max(age, since_rx)
+            self._stamp_clock = f"camera stamps {age:+.1f} s off this node's clock: ages counted from arrival"
+        return since_rx
 
     def _send_gps_input(self) -> None:
         """Steady-rate GPS_INPUT: the newest estimate propagated to now; NO_FIX when none or stale."""
@@ -728,7 +741,11 @@ class FoenetNode(Node):
             accel = float(getattr(getattr(loc, "config", None), "coast_accel_sigma", PropagationConfig.accel_sigma))
             prop = propagate(est, age, PropagationConfig(accel_sigma=accel, stale_s=s["mavlink_stale_s"]),
                              loc.index.frame if loc is not None else None)  # fmt: skip
-            valid_at = stamp + age if stamp is not None else time.time()
+            # the time the propagated position is valid for: capture + age in the camera's clock when it is
+            # ours, else now (ROS clock; wall time before /clock)
+            now_ros = self.get_clock().now().nanoseconds * 1e-9
+            synced = stamp is not None and self._stamp_clock == "synchronised"
+            valid_at = stamp + age if synced else (now_ros if now_ros > 0 else time.time())
             if sender.send(prop, valid_at, s["ground_altitude_m"]):
                 self._gps_rate.tick()
         except Exception as exc:  # noqa: BLE001 - a broken link must not stop the node
@@ -818,6 +835,7 @@ class FoenetNode(Node):
             "heading": "none" if heading is None else f"{heading:.1f} deg",
             "altitude": "none" if alt is None else f"{alt:.1f} m",
             "tf": self._tf_state,
+            "frame_stamps": self._stamp_clock,
             "max_image_megapixels": s["max_image_megapixels"],
         }
         level, message = DiagnosticStatus.OK[0], "inputs ok"
@@ -889,7 +907,11 @@ def main(args: list[str] | None = None) -> int:
     if "-h" in own or "--help" in own:
         print(usage())
         return 0
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except _rclpy_impl.RCLError as exc:  # malformed --ros-args: one line, no traceback
+        print(f"foenet_node: invalid ROS arguments: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     node = None
     executor = None
     rc = 0
