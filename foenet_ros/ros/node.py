@@ -59,7 +59,7 @@ from foenet_ros.codec.autopilot import PropagationConfig, propagate
 from foenet_ros.codec.image import DecodeLimits, decode_image
 from foenet_ros.codec.imu import imu_reading
 from foenet_ros.codec.timeline import JUMP, OUT_OF_ORDER, FrameTimeline
-from foenet_ros.errors import CameraError, ConfigError, FoenetError, ImageError
+from foenet_ros.errors import CameraError, ConfigError, FoenetError, ImageError, IndexMismatchError
 from foenet_ros.ros import conversions as conv
 from foenet_ros.ros.health import HealthLimits, HealthState, assess
 from foenet_ros.ros.mailbox import LatestMailbox
@@ -71,7 +71,7 @@ LATCHED_QOS = QoSProfile(
 )
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
-_RELOAD_KEYS = {"index_dir", "model_path", "device"}
+_RELOAD_KEYS = {"index_dir", "model_path", "device", "inference"}
 # The worker wakes on a guard condition triggered by each frame; this slow timer only drives index
 # load retries and frames held back by max_rate_hz. (A fast polling timer would cost the executor
 # a wait-set rebuild per tick, and GIL time that inference needs.)
@@ -528,7 +528,9 @@ class FoenetNode(Node):
                 )
             if not path.is_dir():
                 raise FileNotFoundError(f"index directory {path} does not exist")
-            loc = Localizer.from_paths(path, s["model_path"] or None, device=s["device"], config=s.localizer)
+            loc = self._onnx_localizer(path) if s["inference"] != "torch" and s["device"] in ("auto", "cpu") else None
+            if loc is None:
+                loc = Localizer.from_paths(path, s["model_path"] or None, device=s["device"], config=s.localizer)
         except (FoenetError, OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
             self._index_error = reason.splitlines()[0]
@@ -553,6 +555,24 @@ class FoenetNode(Node):
             hdr = Header()
             hdr.stamp = self.get_clock().now().to_msg()
             self._pub_tiles.publish(conv.tile_centers_to_cloud(loc.index.tiles.centers_xy, hdr, self._output_config(), loc.index.tiles.size_m))
+
+    def _onnx_localizer(self, path: Path) -> Any:
+        """The ONNX Runtime Localizer (no torch in this process), or None to fall back to PyTorch (auto)."""
+        from foenet_ros.ros.runtime import onnx_localizer
+
+        s = self._settings
+        try:
+            return onnx_localizer(path, s["model_path"] or None, s.localizer)
+        except ImportError as exc:
+            reason = f"onnxruntime not importable ({exc})"
+        except (FoenetError, OSError, ValueError, RuntimeError) as exc:
+            if s["inference"] == "onnx" or isinstance(exc, IndexMismatchError):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+        if s["inference"] == "onnx":
+            raise FoenetError(f"inference: onnx unavailable: {reason}")
+        self.get_logger().warning(f"ONNX runtime not used ({reason}); loading the model with PyTorch")
+        return None
 
     def _rebuild_localizer(self) -> None:
         """Apply new ``localizer.*`` values: same index and encoder, new config (the track restarts)."""

@@ -53,6 +53,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("index_dir", "", "Tile index directory (from `foenet build-index`); empty = not configured (ERROR in diagnostics)"),
     ParamSpec("model_path", "", "FOENet checkpoint directory; empty = the bundled default model (must match the index)"),
     ParamSpec("device", "auto", "Inference device: auto | cpu | cuda | cuda:N"),
+    ParamSpec("inference", "auto", "FOENet runtime: auto = ONNX Runtime on the CPU when onnxruntime is installed and device is "
+              "auto/cpu (no torch in the node: ~600 MiB less RSS; the model is exported once into the user cache), else "
+              "PyTorch | onnx | torch", choices=("auto", "onnx", "torch")),
     ParamSpec("index_retry_s", 5.0, "Seconds between attempts to load a missing/mismatched index", (0.5, 3600.0)),
     # --- inputs ----------------------------------------------------------------------------------
     ParamSpec("image_topic", "camera/image_raw", "Camera image topic (relative names follow the namespace)", read_only=True),
