@@ -132,8 +132,15 @@ def test_timeline_orders_jumps_and_losses():
     for i in range(5):
         verdicts += [tl.observe(10.3 + 0.1 * i), tl.observe(5.0 + 0.1 * i)]
     assert verdicts == [OK, OUT_OF_ORDER] * 5 and tl.jumps == 0
-    # a bag loop: time goes back and stays back -> the second frame confirms the jump
-    assert tl.observe(1.0) == OUT_OF_ORDER and tl.observe(1.1) == JUMP and tl.observe(1.2) == OK
+    # the second publisher sends two in a row: still no reset
+    assert tl.observe(10.75) == OK
+    assert tl.observe(5.6) == OUT_OF_ORDER and tl.observe(5.7) == OUT_OF_ORDER and tl.observe(10.8) == OK
+    # while several publishers are seen nothing is a jump, however long the run
+    tl.jumps_allowed = False
+    assert [tl.observe(1.0 + 0.1 * i) for i in range(5)] == [OUT_OF_ORDER] * 5 and tl.jumps == 0
+    tl.jumps_allowed = True
+    # a bag loop: time goes back and stays back -> the third frame in a row confirms the jump
+    assert [tl.observe(2.0 + 0.1 * i) for i in range(4)] == [OUT_OF_ORDER, OUT_OF_ORDER, JUMP, OK]
     assert tl.jumps == 1
     # losses: a steady 10 Hz stream with every other frame missing
     tl2 = FrameTimeline()

@@ -6,11 +6,12 @@
 * ``out_of_order``: not newer (a second publisher on the topic, a reordering transport, a
   duplicated frame): dropped and counted. A tracker fed frames out of order would integrate
   backwards and produce stale outputs;
-* ``jump``: time went back by at least ``jump_s`` *and stayed there* (the next frame continues
-  the new, earlier series: a bag loop, a restarted simulator, a clock reset): the frame is
-  accepted and the caller resets the tracker. The first frame of a backward jump is held as a
-  candidate (dropped); only a second frame confirms it, so an interleaved second publisher with
-  an old clock never resets the track.
+* ``jump``: time went back by at least ``jump_s`` *and stayed there* (``confirm`` frames in a
+  row continue the new, earlier series with no frame of the old one in between: a bag loop, a
+  restarted simulator, a clock reset): that frame is accepted and the caller resets the tracker;
+  the frames before the confirmation are dropped. While ``jumps_allowed`` is False (the node sets
+  it while it sees several publishers on the camera topic) nothing is ever a jump, so an
+  interleaved second publisher with an old clock never resets the track.
 
 It also estimates the publisher's frame period (median of recent stamp steps) and counts
 frames that evidently never arrived (a stamp gap of ``k`` periods = ``k - 1`` lost frames), so
@@ -41,11 +42,14 @@ class FrameTimeline:
 
     jump_s: float = 1.0
     window: int = 50
+    confirm: int = 3
+    jumps_allowed: bool = True
     last: float | None = None
     out_of_order: int = 0
     jumps: int = 0
     accepted: int = 0
     _pending_jump: float | None = None
+    _pending_n: int = 0
     _steps: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=50))
     _events: Deque[tuple[int, int]] = field(default_factory=lambda: collections.deque(maxlen=50))  # (received, missed)
     missed_total: int = 0
@@ -59,17 +63,21 @@ class FrameTimeline:
             return self._accept(stamp, None)
         dt = stamp - self.last
         if dt > 0:
-            self._pending_jump = None
+            self._pending_jump, self._pending_n = None, 0
             return self._accept(stamp, dt)
-        if -dt >= self.jump_s:
+        if -dt >= self.jump_s and self.jumps_allowed:
             if self._pending_jump is not None and self._pending_jump < stamp:
-                self._pending_jump = None
-                self.jumps += 1
-                self._steps.clear()
-                self._events.clear()
-                self.last = None
-                return self._accept(stamp, None, JUMP)
-            self._pending_jump = stamp
+                self._pending_n += 1
+                self._pending_jump = stamp
+                if self._pending_n >= self.confirm:
+                    self._pending_jump, self._pending_n = None, 0
+                    self.jumps += 1
+                    self._steps.clear()
+                    self._events.clear()
+                    self.last = None
+                    return self._accept(stamp, None, JUMP)
+            else:
+                self._pending_jump, self._pending_n = stamp, 1
         self.out_of_order += 1
         return OUT_OF_ORDER
 

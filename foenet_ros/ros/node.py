@@ -303,6 +303,8 @@ class FoenetNode(Node):
             self.get_logger().debug(f"camera QoS matching skipped: {exc}")
             return
         self._camera_publishers = len(infos)
+        # several publishers: stamps from different clocks interleave; never take that for a time jump
+        self._timeline.jumps_allowed = len(infos) <= 1
         if not infos:
             return
         reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
