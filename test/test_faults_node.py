@@ -201,3 +201,30 @@ def test_sim_time_without_clock_loads_and_reports(synth):
         assert "none received" in msg
     finally:
         h.close()
+
+
+def test_double_sigint_exits_cleanly(tmp_path):
+    """Ctrl-C as ros2 launch delivers it (SIGINT twice, 0.3 s apart) to a node process: exit code 0,
+    no KeyboardInterrupt traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    log = tmp_path / "node.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foenet_ros.ros.node", "--ros-args", "-p", "index_dir:=/nonexistent/index"],
+                                env=dict(os.environ, PYTHONPATH=str(repo)), stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "foenet_node up" not in log.read_text():
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+    text = log.read_text()
+    assert "foenet_node up" in text
+    assert rc == 0 and "Traceback" not in text and "KeyboardInterrupt" not in text, text[-2000:]

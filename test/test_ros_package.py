@@ -105,3 +105,31 @@ def test_setup_installs_launch_config_and_profile():
     assert 'share("launch/*.py")' in src and 'share("config/*")' in src and 'share("rviz/*.rviz")' in src
     assert (REPO / "config" / "fastdds_large_frames.xml").is_file()
     ET.parse(REPO / "config" / "fastdds_large_frames.xml")  # well-formed XML
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a file imports (relative imports resolved against foenet_ros)."""
+    pkg = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    out: set[str] = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Import):
+            out |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom):
+            base = pkg.split(".")[: len(pkg.split(".")) - (n.level - 1)] if n.level else []
+            mod = ".".join(base + ([n.module] if n.module else []))
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in n.names}
+    return out
+
+
+def test_layer_order_codec_and_bag_never_import_ros_and_the_node_never_the_registry():
+    """docs/ARCHITECTURE.md: codec/ and bag/ sit above ros/; the node does not import the demo data registry."""
+    for room in ("codec", "bag"):
+        for f in (REPO / "foenet_ros" / room).rglob("*.py"):
+            bad = {m for m in _imports(f) if m == "foenet_ros.ros" or m.startswith("foenet_ros.ros.") or m == "rclpy"
+                   and f.name != "live.py"}
+            assert not bad, f"{f.relative_to(REPO)} imports {sorted(bad)}"
+    for f in (REPO / "foenet_ros" / "codec").rglob("*.py"):
+        assert not {m for m in _imports(f) if m.split(".")[0] in ("rclpy", "torch")}, f
+    for f in (REPO / "foenet_ros" / "ros").rglob("*.py"):
+        assert "foenet_ros.maps" not in _imports(f), f"{f.relative_to(REPO)} imports the demo registry"
