@@ -15,6 +15,8 @@ Modules (import them directly; this package imports nothing on purpose):
 * :mod:`.camera` - ``sensor_msgs/CameraInfo`` -> validated ``geo.CameraIntrinsics``;
 * :mod:`.imu` - orientations: ``sensor_msgs/Imu`` -> heading, camera attitude and their sigmas;
   REP-103 yaw <-> compass heading; quaternions;
+* :mod:`.aiding` - GNSS prior validation and the ``Localizer.localize`` keyword arguments (the one
+  place where optional Localizer arguments such as the IMU sigmas are wired);
 * :mod:`.outputs` - GeoEstimate -> NavSatFix / pose / odometry / TF fields; the status policy
   (which estimates are a fix); the map frame (true-north ENU tangent plane);
 * :mod:`.autopilot` - GeoEstimate propagated to "now" -> MAVLink ``GPS_INPUT`` / PX4 fields;
