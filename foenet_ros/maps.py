@@ -458,5 +458,3 @@ def demo_map(name: str = "banepa", *, crop_frac: tuple[float, float] | None = (0
     from .geo import synthetic_map
 
     return DemoMap(None, "synthetic", True, "procedurally generated (geo.synthetic_map)", raster=synthetic_map())
-
-

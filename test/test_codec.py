@@ -18,7 +18,7 @@ from foenet_ros.codec.aiding import gnss_prior, localize_kwargs
 from foenet_ros.codec.image import DecodeLimits, compressed_size, compressed_to_rgb, decode_image, image_to_rgb
 from foenet_ros.codec.imu import attitude_to_quaternion, imu_reading, imu_sigmas
 from foenet_ros.codec.timeline import JUMP, OK, OUT_OF_ORDER, FrameTimeline
-from foenet_ros.errors import ConfigError, ImageError
+from foenet_ros.errors import ImageError, ImageTooLargeError, PriorError
 from foenet_ros.localize.estimate import GeoEstimate
 
 
@@ -56,7 +56,7 @@ def no_decode(monkeypatch):
 
 def test_bombs_are_refused_from_the_header(no_decode):
     lim = DecodeLimits(max_megapixels=40.0, max_side=1920)
-    with pytest.raises(ImageError, match=r"18000x18000 \(324.0 MP\) is over the pixel budget of 40 MP"):
+    with pytest.raises(ImageTooLargeError, match=r"18000x18000 \(324.0 MP\) is over the pixel budget of 40 MP"):
         compressed_to_rgb(_compressed(_png_claiming(18000, 18000), "png"), lim)
     with pytest.raises(ImageError, match=r"20000x20000 .* over the pixel budget"):
         compressed_to_rgb(_compressed(_jpeg_claiming(20000, 20000)), lim)
@@ -153,10 +153,10 @@ def test_timeline_orders_jumps_and_losses():
 
 
 @pytest.mark.parametrize("lat, lon, sigma, match", [
-    (95.0, 10.0, 5.0, "out of range"), (10.0, 1e308, 5.0, "out of range"), (math.nan, 10.0, 5.0, "not finite"),
-    (10.0, math.inf, 5.0, "not finite"), (10.0, 10.0, 0.0, "sigma"), (10.0, 10.0, -5.0, "sigma"), ("x", 1, 1, "not numeric")])
+    (95.0, 10.0, 5.0, r"outside \[-90, 90\]"), (10.0, 1e308, 5.0, r"outside \[-180, 180\]"), (math.nan, 10.0, 5.0, "finite"),
+    (10.0, math.inf, 5.0, "finite"), (10.0, 10.0, 0.0, "sigma"), (10.0, 10.0, -5.0, "sigma"), ("x", 1, 1, "must be a number")])
 def test_invalid_gnss_priors_are_one_line_errors(lat, lon, sigma, match):
-    with pytest.raises(ConfigError, match=match) as e:
+    with pytest.raises(PriorError, match=match) as e:
         gnss_prior(lat, lon, sigma)
     assert "\n" not in str(e.value)
 

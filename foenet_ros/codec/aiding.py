@@ -6,9 +6,10 @@ messages. It is also *the* place where optional Localizer arguments are wired: t
 ``attitude_sigma_deg`` / ``heading_sigma_deg`` are passed only when the installed Localizer's
 signature has them (``inspect.signature``), so this code works before and after they exist.
 
-A GNSS prior is checked here (:func:`gnss_prior`): latitude in [-90, 90], longitude in
-[-180, 180], finite, sigma > 0. A bad one raises :class:`~foenet_ros.errors.ConfigError`; the
-node then ignores it with a WARN and localises without a prior.
+A GNSS prior is checked by the project's one validation layer (:func:`foenet_ros.geo.validate.check_prior`:
+latitude in [-90, 90], longitude in [-180, 180], finite, 0 < sigma <= 100 km) through
+:func:`gnss_prior`. A bad one raises :class:`~foenet_ros.errors.PriorError`; the node then
+ignores it with a WARN and localises without a prior.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from ..errors import ConfigError
 from .imu import ImuReading
 
 OPTIONAL_SIGMA_ARGS = ("attitude_sigma_deg", "heading_sigma_deg")
@@ -35,22 +35,14 @@ class GnssPrior:
 
 
 def gnss_prior(lat: Any, lon: Any, sigma_m: Any) -> GnssPrior:
-    """Validate a GNSS fix as a search prior.
+    """Validate a GNSS fix as a search prior (:func:`foenet_ros.geo.validate.check_prior`).
 
     Raises:
-        ConfigError: one line naming what is wrong (non-finite, out of range, sigma <= 0).
+        PriorError: one line naming the bad value (non-numeric, non-finite, out of range, bad sigma).
     """
-    try:
-        la, lo, s = float(lat), float(lon), float(sigma_m)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"GNSS prior is not numeric ({lat!r}, {lon!r}, sigma {sigma_m!r})") from exc
-    if not (math.isfinite(la) and math.isfinite(lo)):
-        raise ConfigError(f"GNSS prior lat/lon not finite ({la}, {lo})")
-    if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0):
-        raise ConfigError(f"GNSS prior out of range: lat {la:g} (must be in [-90, 90]), lon {lo:g} (must be in [-180, 180])")
-    if not (math.isfinite(s) and s > 0):
-        raise ConfigError(f"GNSS prior sigma must be a positive number of metres, got {s}")
-    return GnssPrior(la, lo, s)
+    from ..geo.validate import check_prior
+
+    return GnssPrior(*check_prior(lat, lon, sigma_m))
 
 
 @lru_cache(maxsize=16)

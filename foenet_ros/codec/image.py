@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import ImageError, ImageTooLargeError
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,10 @@ class DecodeLimits:
             raise ImageError(f"max_side must be >= 0, got {self.max_side}")
 
     def check(self, width: int, height: int, what: str) -> None:
-        """Raise :class:`ImageError` when ``width x height`` is over the budget."""
+        """Raise :class:`ImageTooLargeError` (an ImageError) when ``width x height`` is over the budget."""
         mp = width * height / 1e6
         if self.max_megapixels and mp > self.max_megapixels:
-            raise ImageError(
+            raise ImageTooLargeError(
                 f"{what} of {width}x{height} ({mp:.1f} MP) is over the pixel budget of {self.max_megapixels:g} MP "
                 "(parameter max_image_megapixels): not decoded"
             )

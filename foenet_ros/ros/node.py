@@ -59,7 +59,7 @@ from foenet_ros.codec.autopilot import PropagationConfig, propagate
 from foenet_ros.codec.image import DecodeLimits, decode_image
 from foenet_ros.codec.imu import imu_reading
 from foenet_ros.codec.timeline import JUMP, OUT_OF_ORDER, FrameTimeline
-from foenet_ros.errors import CameraError, ConfigError, FoenetError, ImageError, IndexMismatchError
+from foenet_ros.errors import CameraError, ConfigError, FoenetError, ImageError, IndexMismatchError, InputError
 from foenet_ros.ros import conversions as conv
 from foenet_ros.ros.health import HealthLimits, HealthState, assess
 from foenet_ros.ros.mailbox import LatestMailbox
@@ -433,7 +433,7 @@ class FoenetNode(Node):
             sigma = sigma if sigma > 0 else s["gnss_default_sigma_m"]
         try:
             prior = gnss_prior(msg.latitude, msg.longitude, sigma)
-        except ConfigError as exc:  # a faulty or spoofed receiver: localise without it
+        except InputError as exc:  # a faulty or spoofed receiver: localise without it
             self._counters["gnss_rejected"] += 1
             self._gnss, self._gnss_state = None, f"invalid, ignored: {exc}"
             self._input_error(f"GNSS prior ignored: {exc}")
