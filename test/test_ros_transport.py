@@ -172,13 +172,20 @@ def test_frames_from_another_process_all_arrive(node_proc, world, size, qos):
     sent = n.camera(world["npz"][size], qos, stamp0)
     assert len(sent) == N_FRAMES
     wanted = set(sent)
-    n.wait(lambda: wanted <= {(f.header.stamp.sec, f.header.stamp.nanosec) for f in n.fixes} or None, 30,
-           f"outputs for the {len(sent)} frames")  # fmt: skip
+    deadline, seen, quiet = time.monotonic() + 60, -1, time.monotonic()
+    while time.monotonic() < deadline:  # until every frame has an output, or none came for 5 s
+        with n.lock:
+            have = {(f.header.stamp.sec, f.header.stamp.nanosec) for f in n.fixes} & wanted
+        if have == wanted or (time.monotonic() - quiet > 5.0 and len(have) == seen):
+            break
+        if len(have) != seen:
+            seen, quiet = len(have), time.monotonic()
+        time.sleep(0.1)
     with n.lock:
         got = [f for f in n.fixes if (f.header.stamp.sec, f.header.stamp.nanosec) in wanted]
         stamps = {(f.header.stamp.sec, f.header.stamp.nanosec) for f in n.fixes}
     assert len({(f.header.stamp.sec, f.header.stamp.nanosec) for f in got}) >= 0.95 * len(sent)
-    assert stamps <= {(f.header.stamp.sec, f.header.stamp.nanosec) for f in n.fixes}  # every output is a frame's stamp
+    # every output carries the stamp of a frame that was sent (this run's, or an earlier run's)
     assert all(s in wanted or s[0] < stamp0 for s in stamps), "an output with a stamp no frame had"
     assert sum(f.status.status >= 0 for f in got) >= 0.75 * len(got), "frames arrived but were not localised"
     print(f"{size[0]}x{size[1]} {qos}: {len(got)}/{len(sent)} frames -> outputs; "
