@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from foenet_ros.codec import topics as names
+
 
 def run_live(bag: Path, index_dir: Path, duration_s: float, *, device: str = "auto", timeout_s: float = 120.0,
              domain_id: int | None = None) -> dict[str, Any]:
@@ -41,18 +43,19 @@ def run_live(bag: Path, index_dir: Path, duration_s: float, *, device: str = "au
     try:
         params = [
             Parameter("index_dir", value=str(index_dir)), Parameter("device", value=device),
-            Parameter("image_topic", value="/camera/image_raw"), Parameter("camera_info_topic", value="/camera/camera_info"),
-            Parameter("heading_topic", value="/mavros/imu/data"), Parameter("use_imu_attitude", value=True),
+            Parameter("image_topic", value=names.BAG_IMAGE), Parameter("camera_info_topic", value=names.BAG_CAMERA_INFO),
+            Parameter("heading_topic", value=names.BAG_IMU), Parameter("use_imu_attitude", value=True),
             # the simulated bag's ground-truth clock is not this machine's: 1 s frames, a long timeout
             Parameter("heading_timeout_s", value=30.0), Parameter("altitude_timeout_s", value=30.0),
-            Parameter("altitude_topic", value="/mavros/global_position/rel_alt"),
+            Parameter("altitude_topic", value=names.BAG_ALTITUDE),
         ]
         node = FoenetNode(parameter_overrides=params)
         listener = rclpy.create_node("foenet_demo_listener")
         player = rclpy.create_node("foenet_bag_player")
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        listener.create_subscription(PointCloud2, "/foenet_node/map_tiles", lambda _m: ready.set(), latched)
-        listener.create_subscription(NavSatFix, "/foenet_node/fix", lambda m: fixes.append(int(m.status.status)), 10)
+        fqn = "/foenet_node"
+        listener.create_subscription(PointCloud2, names.node_topic(fqn, names.MAP_TILES), lambda _m: ready.set(), latched)
+        listener.create_subscription(NavSatFix, names.node_topic(fqn, names.FIX), lambda m: fixes.append(int(m.status.status)), 10)
         for n in (node, listener, player):
             executor.add_node(n)
         spin = threading.Thread(target=executor.spin, daemon=True)
@@ -61,8 +64,7 @@ def run_live(bag: Path, index_dir: Path, duration_s: float, *, device: str = "au
             return {"available": True, "ok": False, "reason": f"the node did not load {index_dir} within {timeout_s:.0f} s"}
         t0 = time.perf_counter()
         sent = play_bag(bag, PlayConfig(duration_s=duration_s, start_delay_s=1.0,
-                                        topics=("/camera/image_raw", "/camera/camera_info", "/mavros/imu/data",
-                                                "/mavros/global_position/rel_alt")),
+                                        topics=(names.BAG_IMAGE, names.BAG_CAMERA_INFO, names.BAG_IMU, names.BAG_ALTITUDE)),
                         node=player, progress=False)
         # the node may still be working on the last frames: wait until fixes stop coming (3 s quiet)
         deadline = time.monotonic() + 30.0

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from foenet_ros.codec import topics as names
 from foenet_ros.codec.autopilot import GpsInputConfig, PropagationConfig
 from foenet_ros.codec.image import DecodeLimits
 from foenet_ros.codec.outputs import OutputConfig
@@ -58,14 +59,14 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "PyTorch | onnx | torch", choices=("auto", "onnx", "torch")),
     ParamSpec("index_retry_s", 5.0, "Seconds between attempts to load a missing/mismatched index", (0.5, 3600.0)),
     # --- inputs ----------------------------------------------------------------------------------
-    ParamSpec("image_topic", "camera/image_raw", "Camera image topic (relative names follow the namespace)", read_only=True),
+    ParamSpec("image_topic", names.CAMERA_IMAGE, "Camera image topic (relative names follow the namespace)", read_only=True),
     ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on image_topic + '/compressed'",
               choices=("raw", "compressed"), read_only=True),
     ParamSpec("camera_qos", "auto", "Camera subscription reliability: auto = match the publisher (RELIABLE when every publisher "
               "is reliable, else BEST_EFFORT; re-matched when publishers change); reliable | best_effort = fixed, and then "
               "qos_overrides.<topic>.subscription.{reliability,depth,history} apply. Depth 1 (newest frame wins)",
               choices=("auto", "reliable", "best_effort"), read_only=True),
-    ParamSpec("camera_info_topic", "camera/camera_info", "sensor_msgs/CameraInfo topic; empty = none (hfov_deg or no intrinsics)", read_only=True),
+    ParamSpec("camera_info_topic", names.CAMERA_INFO_TOPIC, "sensor_msgs/CameraInfo topic; empty = none (hfov_deg or no intrinsics)", read_only=True),
     ParamSpec("max_image_megapixels", _DEC.max_megapixels, "Frames with more pixels (from the message / the JPEG/PNG header) "
               "are rejected before decoding and counted as malformed", (0.1, 1000.0)),
     ParamSpec("max_image_side", _DEC.max_side, "Frames with a longer side are downscaled to it once, at decoding (0 = never)",
