@@ -33,11 +33,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import FoenetError, RasterError
-from .utils import atomic_path, sha256_file, shared_data_dir
+# the user cache and the default-index pointer live in utils (the node reads them without this registry)
+from .utils import (  # noqa: F401  (re-exported: CACHE_ENV, DEFAULT_INDEX_POINTER, default_index, set_default_index)
+    CACHE_ENV,
+    DEFAULT_INDEX_POINTER,
+    atomic_path,
+    cache_dir,
+    default_index,
+    set_default_index,
+    sha256_file,
+    shared_data_dir,
+)
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "FOENET_CACHE"
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "maps"
 WEB_MERCATOR_HALF = 20037508.342789244  # metres: half the EPSG:3857 world width
 RAW_GITHUB = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
@@ -121,12 +130,6 @@ REGISTRY: dict[str, MapEntry] = {
 def list_maps() -> list[str]:
     """Names in the registry (plus ``synthetic``, always available)."""
     return sorted(REGISTRY) + ["synthetic"]
-
-
-def cache_dir() -> Path:
-    """``$FOENET_CACHE`` or ``~/.cache/foenet`` (created on demand)."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "foenet").expanduser()
-    return root
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -455,26 +458,3 @@ def demo_map(name: str = "banepa", *, crop_frac: tuple[float, float] | None = (0
     from .geo import synthetic_map
 
     return DemoMap(None, "synthetic", True, "procedurally generated (geo.synthetic_map)", raster=synthetic_map())
-
-
-DEFAULT_INDEX_POINTER = "default_index.txt"
-
-
-def set_default_index(index_dir: Path) -> Path:
-    """Record ``index_dir`` as the default index (``<cache>/default_index.txt``); returns the pointer file."""
-    from .utils import atomic_path
-
-    pointer = cache_dir() / DEFAULT_INDEX_POINTER
-    with atomic_path(pointer) as tmp:
-        tmp.write_text(str(Path(index_dir).resolve()) + "\n")
-    return pointer
-
-
-def default_index() -> Path | None:
-    """The index recorded by :func:`set_default_index` (the last ``foenet demo``), if it still exists."""
-    pointer = cache_dir() / DEFAULT_INDEX_POINTER
-    try:
-        path = Path(pointer.read_text().strip())
-    except OSError:
-        return None
-    return path if path.is_dir() else None

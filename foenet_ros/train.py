@@ -46,7 +46,15 @@ from .data import (
 )
 from .errors import CheckpointError, ConfigError
 from .model import FOENet, create_model, info_nce_loss, load_checkpoint, save_checkpoint, triplet_loss
-from .utils import atomic_path, atomic_replace_dir, make_tmp_dir, recover_dir, resolve_device, write_json_atomic
+from .utils import (
+    atomic_path,
+    atomic_replace_dir,
+    first_line,
+    make_tmp_dir,
+    recover_dir,
+    resolve_device,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -525,7 +533,7 @@ def _resume(out: Path, net: FOENet, opt, scaler) -> tuple[Path | None, int, int]
             if not isinstance(state, dict) or not {"epoch", "step", "checkpoint", "optimizer", "scaler"} <= set(state):
                 raise ValueError("missing keys")
         except Exception as exc:  # truncated zip, unpickling refused by weights_only, wrong content
-            state, why = None, f"{STATE_FILE} is unreadable ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+            state, why = None, f"{STATE_FILE} is unreadable ({first_line(exc)[:120]})"
     candidates = _epoch_dirs(out)
     if state is not None:
         named = out / str(state["checkpoint"])
@@ -550,7 +558,8 @@ def _resume(out: Path, net: FOENet, opt, scaler) -> tuple[Path | None, int, int]
                         "state", why or "no training state", ckpt, start_epoch, step)
         log.info("resuming %s after epoch %d (step %d)", out, start_epoch - 1, step)
         return ckpt, start_epoch, step
-    log.warning("%s and no intact epoch checkpoint in %s: training starts from scratch", why or "no training state", out)
+    log.warning("%s and no intact epoch checkpoint in %s: training starts from scratch",
+                why or "no training state", out)
     return None, 0, 0
 
 

@@ -320,3 +320,34 @@ def read_image_checked(path: str | os.PathLike, max_megapixels: float = DEFAULT_
         img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
                          interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# --------------------------------------------------------------------------- user cache, default index
+CACHE_ENV = "FOENET_CACHE"
+DEFAULT_INDEX_POINTER = "default_index.txt"
+
+
+def cache_dir() -> Path:
+    """``$FOENET_CACHE`` or ``~/.cache/foenet`` (not created here)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "foenet").expanduser()
+
+
+def set_default_index(index_dir: str | os.PathLike) -> Path:
+    """Record ``index_dir`` as the default index (``<cache>/default_index.txt``); returns the pointer file.
+
+    ``foenet demo`` records its index here; ``foenet_node`` with ``index_dir`` unset reads it
+    (:func:`default_index`), so the node never imports the demo data registry.
+    """
+    pointer = cache_dir() / DEFAULT_INDEX_POINTER
+    with atomic_path(pointer) as tmp:
+        tmp.write_text(str(Path(index_dir).resolve()) + "\n")
+    return pointer
+
+
+def default_index() -> Path | None:
+    """The index recorded by :func:`set_default_index` (the last ``foenet demo``), if it still exists."""
+    try:
+        path = Path((cache_dir() / DEFAULT_INDEX_POINTER).read_text().strip())
+    except OSError:
+        return None
+    return path if path.is_dir() else None

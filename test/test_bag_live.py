@@ -74,7 +74,7 @@ def test_play_publishes_at_recorded_rate_with_clock(small, domain_id):
 @pytest.mark.slow
 def test_live_play_drives_the_real_node_and_estimates_arrive(small, domain_id):
     pytest.importorskip("foenet_ros.ros.node", reason="the ROS node is not available")
-    from foenet_ros.bag.demo import run_live
+    from foenet_ros.ros.demo_live import run_live
     from foenet_ros.index import IndexConfig, build_index
     from foenet_ros.model import Encoder, load_default_model
 

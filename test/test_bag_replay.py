@@ -93,7 +93,8 @@ def test_simulation_is_deterministic_and_ground_truth_matches_renderer(world, tm
 
 def test_replay_round_trip_scores_and_records(world, tmp_path):
     simulate_flight(world["map"], tmp_path / "flight", _sim_cfg(), progress=False)
-    res = replay_bag(tmp_path / "flight", world["make"](), tmp_path / "out", ReplayConfig(progress=False))
+    # the simulated camera is strapdown nadir: the IMU attitude is the camera's (opt-in, as in the node)
+    res = replay_bag(tmp_path / "flight", world["make"](), tmp_path / "out", ReplayConfig(progress=False, use_attitude=True))
     mt = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert mt["frames"] == 8 and mt["ground_truth"] is True
     assert mt["share_localised"] >= 0.75 and mt["within_m"]["10"] >= 0.75, mt
@@ -221,3 +222,41 @@ def test_replay_metrics_of_a_known_estimate_stream_in_realtime(world, tmp_path):
     # the Localizer got what the bag provides, minus what was switched off
     assert all(c["camera"] is not None and c["heading_deg"] is not None and c["altitude_m"] > 0 and c["attitude"] is None
                for c in loc.calls)
+
+
+def test_killed_replay_leaves_no_outputs_and_is_cleaned_up(world, tmp_path):
+    """SIGKILL in the middle of a replay: the previous run's outputs are gone (never stale metrics beside new
+    estimates), nothing half-written is in --out, and the next run removes the hidden staging folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    simulate_flight(world["map"], tmp_path / "f", _sim_cfg(n_frames=40), progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("metrics.json", "estimates.jsonl", "trajectory.png"):
+        (out / name).write_text("stale output of an earlier run")
+    (out / "estimates").mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "foenet_ros.cli", "replay", str(tmp_path / "f"), "--index",
+                             str(world["root"] / "index"), "--out", str(out), "--device", "cpu", "--realtime", "--rate", "4"],
+                            env=dict(os.environ, PYTHONPATH=str(repo)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    staging = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        staging = list(out.glob(".foenet-replay-*.partial"))
+        if staging and any(staging[0].rglob("*.mcap")):
+            break
+        time.sleep(0.2)
+    assert staging, "the replay never started writing"
+    time.sleep(2.0)  # a few frames into the estimates bag
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert visible == [], f"a killed replay left {visible} in --out"
+    replay_bag(tmp_path / "f", world["make"](), out, ReplayConfig(progress=False, max_frames=3))
+    assert not list(out.glob(".*")), "the next run must remove the killed run's staging folder"
+    assert json.loads((out / "metrics.json").read_text())["frames"] == 3

@@ -77,13 +77,15 @@ def test_rate_limit_and_degraded_estimates():
     conn = FakeConn()
     sender = mg.GpsInputSender(mg.GpsInputConfig(rate_hz=5.0), connection=conn)
     est = _estimate()
-    sent = [sender.send(est, 100.0 + t, now=t) for t in np.arange(0.0, 1.0, 0.05)]  # 20 calls in 1 s at 5 Hz
-    assert sum(sent) == 5 and sender.skipped == 15
+    sent = [sender.send(est, 100.0 + t, now=t) for t in np.arange(20) * 0.06]  # 20 calls 60 ms apart, 5 Hz stream
+    assert sum(sent) == 10 and sender.skipped == 10  # burst guard: at most one per half period
     no_alt = mg.gps_input_fields(_estimate(alt=math.nan, vel=None), 100.0, mg.GpsInputConfig())
     assert no_alt["fix_type"] == mg.FIX_2D
     assert no_alt["ignore_flags"] & mg.IGNORE_ALT and no_alt["ignore_flags"] & mg.IGNORE_VEL_HORIZ
     coarse = mg.gps_input_fields(_estimate(status="retrieval"), 100.0, mg.GpsInputConfig())
-    assert coarse["fix_type"] == mg.FIX_2D  # never a 3D fix from retrieval alone
+    assert coarse["fix_type"] == mg.FIX_NONE and coarse["lat"] == 0  # retrieval-only is not a fix by default
+    coarse = mg.gps_input_fields(_estimate(status="retrieval"), 100.0, mg.GpsInputConfig(send_retrieval=True))
+    assert coarse["fix_type"] == mg.FIX_2D  # opted in: never a 3D fix from retrieval alone
     lost = mg.gps_input_fields(GeoEstimate(status="lost"), 100.0, mg.GpsInputConfig())
     assert lost["fix_type"] == mg.FIX_NONE and lost["satellites_visible"] == 0 and lost["lat"] == 0
     yaw = mg.gps_input_fields(_estimate(), 100.0, mg.GpsInputConfig(send_yaw=True, yaw_offset_deg=-30.0))

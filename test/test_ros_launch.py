@@ -51,43 +51,144 @@ def _launch_importable() -> str | None:
     return None
 
 
-def test_node_starts_from_launch_file():
-    reason = _launch_importable()
-    if reason:
-        pytest.skip(reason)
-    import shutil
+_RUN_LAUNCH = """
+import sys
+import launch
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+args = [tuple(a.split(":=", 1)) for a in sys.argv[2:]]
+ls = launch.LaunchService(argv=sys.argv[2:])
+ls.include_launch_description(launch.LaunchDescription(
+    [IncludeLaunchDescription(PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=args)]))
+sys.exit(ls.run())
+"""
+
+
+@pytest.fixture
+def ament_prefix(tmp_path):
+    """A minimal install prefix: the ament index entry and lib/foenet_ros/foenet_node (runs this checkout)."""
+    import sys
+
+    prefix = tmp_path / "install"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "foenet_ros").write_text("")
+    share = prefix / "share" / "foenet_ros"
+    share.mkdir()
+    for d in ("config", "launch", "rviz"):
+        (share / d).symlink_to(REPO / d)
+    exe = prefix / "lib" / "foenet_ros" / "foenet_node"
+    exe.parent.mkdir(parents=True)
+    exe.write_text(f"#!/bin/sh\nexec {sys.executable} -m foenet_ros.ros.node \"$@\"\n")
+    exe.chmod(0o755)
+    return prefix
+
+
+def _launch(launch_file: Path, args: list[str], prefix: Path, domain: str):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), ROS_DOMAIN_ID=domain,
+               PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in sys.path if p]))
+    return subprocess.Popen([sys.executable, "-c", _RUN_LAUNCH, str(launch_file), *args], env=env, cwd=str(REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _stop_twice(proc) -> tuple[int, str]:
+    """Ctrl-C as a terminal under ros2 launch delivers it: two SIGINTs."""
     import signal
     import subprocess
 
-    if shutil.which("ros2") is None:
-        pytest.skip("launch imports but the ros2 CLI is not on PATH (source the ROS 2 setup file)")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out
+
+
+def test_foenet_launch_under_the_real_launch_library(ament_prefix):
+    """The launch file under the real launch/launch_ros (a regular ROS 2 install, or the ros2/launch
+    sources on PYTHONPATH): the node comes up in its namespace, two SIGINTs end everything cleanly."""
+    reason = _launch_importable()
+    if reason:
+        pytest.skip(reason)
     import rclpy
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(101 + os.getpid() % 100))
-    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
-    proc = subprocess.Popen(["ros2", "launch", str(LAUNCH), "namespace:=launch_test"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    domain = str(101 + os.getpid() % 100)
+    os.environ["ROS_DOMAIN_ID"] = domain
+    proc = _launch(LAUNCH, ["namespace:=launch_test", "index_dir:=/nonexistent/index"], ament_prefix, domain)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
+    names: list = []
     try:
         probe = rclpy.create_node("launch_probe", context=ctx)
         deadline = time.monotonic() + 60
-        names: list = []
         while time.monotonic() < deadline and proc.poll() is None:
             names = probe.get_node_names_and_namespaces()
             if ("foenet_node", "/launch_test") in names:
                 break
             time.sleep(0.5)
-        assert ("foenet_node", "/launch_test") in names, f"node not in the graph: {names}"
         probe.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        rc, out = _stop_twice(proc)
+    assert ("foenet_node", "/launch_test") in names, f"node not in the graph: {names}\n{out[-3000:]}"
+    assert "fastdds_large_frames.xml" not in out or "Traceback" not in out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    assert rc == 0, out[-3000:]
+
+
+def test_replay_launch_under_the_real_launch_library(ament_prefix, tmp_path):
+    """replay.launch.py on a machine without rviz2 and rosbag2, in a namespace: the bag plays only
+    once the index is loaded, the fixes come out in the namespace, a double Ctrl-C exits cleanly."""
+    reason = _launch_importable()
+    if reason:
+        pytest.skip(reason)
+    import rclpy
+    from sensor_msgs.msg import NavSatFix
+
+    from foenet_ros.bag import SimConfig, simulate_flight
+    from foenet_ros.bag.trajectory import MotionConfig
+    from foenet_ros.geo import synthetic_map
+    from foenet_ros.index import IndexConfig, build_index
+    from foenet_ros.model import Encoder, load_default_model
+
+    raster = synthetic_map(size_m=(360.0, 270.0), gsd_m=0.4, seed=11)
+    build_index(raster, Encoder(load_default_model(), device="cpu", batch_size=16), tmp_path / "index",
+                IndexConfig(scales_m=(90.0,)), progress=False)
+    simulate_flight(raster, tmp_path / "flight", SimConfig(n_frames=4, rate_hz=1.0, width=480, height=360,
+                    motion=MotionConfig(alt_m=90.0, speed_mps=10.0)), progress=False)  # fmt: skip
+    domain = str(101 + (os.getpid() + 7) % 100)
+    os.environ["ROS_DOMAIN_ID"] = domain
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    fixes: list = []
+    listener = rclpy.create_node("replay_probe", context=ctx)
+    listener.create_subscription(NavSatFix, "/uav9/foenet_node/fix", fixes.append, 50)
+    proc = _launch(REPLAY, [f"bag:={tmp_path / 'flight'}", f"index_dir:={tmp_path / 'index'}", "namespace:=uav9",
+                            "rate:=1.0"], ament_prefix, domain)  # fmt: skip
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(listener)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(fixes) < 4 and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.2)
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+        rclpy.shutdown(context=ctx)
+        rc, out = _stop_twice(proc)
+    assert "has its index: playing" in out, out[-3000:]
+    assert len(fixes) >= 3, f"{len(fixes)} fixes\n{out[-3000:]}"
+    assert all(f.header.stamp.sec > 0 for f in fixes)
+    assert "rviz2" not in out or "not installed" not in out  # rviz: auto skips quietly without rviz2
+    assert "Traceback" not in out, out[-3000:]
+    assert rc == 0, out[-3000:]
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -151,17 +252,16 @@ def test_foenet_launch_structure_and_parameters_exist():
 
 def test_replay_launch_structure():
     tree = ast.parse(REPLAY.read_text())
-    assert {"bag", "rate", "params_file", "rviz"} <= _declared_args(tree)
-    (play,) = _calls(tree, "ExecuteProcess")
-    cmd = _kw(play, "cmd")
-    consts = [e.value for e in cmd.elts if isinstance(e, ast.Constant)]
-    assert consts[:3] == ["ros2", "bag", "play"] and "--clock" in consts
+    assert {"bag", "rate", "params_file", "rviz", "player", "namespace", "wait_timeout_s"} <= _declared_args(tree)
+    src = REPLAY.read_text()
+    # the bag plays only after the waiter saw the index loaded; rviz2 only where it exists
+    assert "OnProcessExit" in src and "foenet_ros.ros.wait_ready" in src and "rviz_available()" in src
     (inc,) = _calls(tree, "IncludeLaunchDescription")
-    src = ast.unparse(inc)
-    assert "foenet.launch.py" in src and "'use_sim_time': 'true'" in src
+    src_inc = ast.unparse(inc)
+    assert "foenet.launch.py" in src_inc and "'use_sim_time': 'true'" in src_inc
     (rviz,) = _calls(tree, "Node")
     assert ast.literal_eval(_kw(rviz, "executable")) == "rviz2"
-    assert "'use_sim_time': True" in ast.unparse(rviz) and "-d" in ast.unparse(rviz)
+    assert "'use_sim_time': True" in ast.unparse(rviz) and "-d" in ast.unparse(rviz) and _kw(rviz, "namespace") is not None
 
 
 def test_yaml_lists_exactly_the_declared_parameters_with_comments():
@@ -195,11 +295,13 @@ def test_rviz_config_shows_the_node_outputs():
     assert vm["Global Options"]["Fixed Frame"] == "map"
     topics = {d["Class"].split("/")[-1]: d.get("Topic", {}).get("Value") for d in vm["Displays"]}
     topic_list = [d.get("Topic", {}).get("Value") for d in vm["Displays"]]
-    assert topics["PoseWithCovariance"] == "/foenet_node/pose"
-    assert topics["Path"] == "/foenet_node/path"
-    assert topics["MarkerArray"] == "/foenet_node/candidates"
-    assert topics["PointCloud2"] == "/foenet_node/map_tiles"
-    assert "/foenet_node/debug_image" in topic_list and "/camera/image_raw" in topic_list
+    # relative names: they resolve in RViz's namespace, which replay.launch.py sets to the node's
+    assert topics["PoseWithCovariance"] == "foenet_node/pose"
+    assert topics["Path"] == "foenet_node/path"
+    assert topics["MarkerArray"] == "foenet_node/candidates"
+    assert topics["PointCloud2"] == "foenet_node/map_tiles"
+    assert "foenet_node/debug_image" in topic_list and "camera/image_raw" in topic_list
+    assert not any(t.startswith("/") for t in topic_list if t), topic_list
 
 
 # ---------------------------------------------------------------------------------------- stubbed launch
@@ -221,13 +323,15 @@ def _load_with_stub_launch(monkeypatch, path: Path):
     import types
 
     mods = {}
-    for name in ("launch", "launch.actions", "launch.substitutions", "launch.conditions",
+    for name in ("launch", "launch.actions", "launch.substitutions", "launch.conditions", "launch.event_handlers",
                  "launch.launch_description_sources", "launch_ros", "launch_ros.actions"):  # fmt: skip
         mods[name] = types.ModuleType(name)
         monkeypatch.setitem(__import__("sys").modules, name, mods[name])
     mods["launch"].LaunchDescription = _Recorder
-    for cls in ("DeclareLaunchArgument", "OpaqueFunction", "ExecuteProcess", "IncludeLaunchDescription"):
+    for cls in ("DeclareLaunchArgument", "OpaqueFunction", "ExecuteProcess", "IncludeLaunchDescription", "LogInfo",
+                "SetEnvironmentVariable", "RegisterEventHandler"):
         setattr(mods["launch.actions"], cls, type(cls, (_Recorder,), {}))
+    mods["launch.event_handlers"].OnProcessExit = _Recorder
     mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     mods["launch.conditions"].IfCondition = _Recorder
     mods["launch.launch_description_sources"].PythonLaunchDescriptionSource = _Recorder
@@ -247,10 +351,18 @@ def test_foenet_launch_builds_the_node_with_stub_launch(monkeypatch):
     assert Path(defaults["params_file"]).name == "foenet.yaml" and Path(defaults["params_file"]).is_file()
 
     ctx = dict(defaults)
-    (node,) = opaque.kwargs["function"](ctx)
+    monkeypatch.delenv("FASTRTPS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    *env, node = opaque.kwargs["function"](ctx)
     assert node.kwargs["parameters"][1] == {"use_sim_time": False}  # no empty index_dir override
+    # the shipped Fast DDS profile is set for the node (and everything launched after it)
+    assert {e.args[0] for e in env} == {"FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"}
+    assert all(Path(e.args[1]).name == "fastdds_large_frames.xml" and Path(e.args[1]).is_file() for e in env)
+    monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", "/etc/my_profile.xml")  # the user's own: kept
+    *env, node = opaque.kwargs["function"](ctx)
+    assert [type(e).__name__ for e in env] == ["LogInfo"]
     ctx.update(index_dir="/data/index", use_sim_time="true", namespace="uav1", image_topic="/cam0/image",
-               pose_topic="/mavros/vision_pose/pose_cov", fix_topic="/gps/fix")  # fmt: skip
+               pose_topic="/mavros/vision_pose/pose_cov", fix_topic="/gps/fix", fastdds_profile="")  # fmt: skip
     (node,) = opaque.kwargs["function"](ctx)
     kw = node.kwargs
     assert kw["namespace"] == "uav1" and kw["executable"] == "foenet_node"
@@ -263,8 +375,27 @@ def test_foenet_launch_builds_the_node_with_stub_launch(monkeypatch):
 def test_replay_launch_builds_with_stub_launch(monkeypatch):
     mod = _load_with_stub_launch(monkeypatch, REPLAY)
     actions = mod.generate_launch_description().args[0]
-    (play,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
-    assert play.kwargs["cmd"][:3] == ["ros2", "bag", "play"] and "--clock" in play.kwargs["cmd"]
-    (inc,) = [a for a in actions if type(a).__name__ == "IncludeLaunchDescription"]
+    defaults = {a.args[0]: a.kwargs.get("default_value") for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
+    (opaque,) = [a for a in actions if type(a).__name__ == "OpaqueFunction"]
+    ctx = dict(defaults, bag="/data/flight", namespace="uav3")
+    monkeypatch.setattr(mod, "rviz_available", lambda: False)  # a companion computer without rviz2
+    built = opaque.kwargs["function"](ctx)
+    kinds = [type(a).__name__ for a in built]
+    assert kinds == ["IncludeLaunchDescription", "ExecuteProcess", "RegisterEventHandler"]  # no rviz2 node, no failure
+    inc, waiter, handler = built
     assert Path(inc.args[0].args[0]).resolve() == LAUNCH.resolve()
     assert dict(inc.kwargs["launch_arguments"])["use_sim_time"] == "true"
+    assert waiter.kwargs["cmd"][1:5] == ["-m", "foenet_ros.ros.wait_ready", "--node", "/uav3/foenet_node"]
+    on_exit = handler.args[0].kwargs["on_exit"]
+    ok = on_exit(type("E", (), {"returncode": 0})(), None)
+    assert type(ok[1]).__name__ == "ExecuteProcess" and "play" in ok[1].kwargs["cmd"]
+    assert all(type(a).__name__ == "LogInfo" for a in on_exit(type("E", (), {"returncode": 1})(), None))
+    # rviz:=true without rviz2: a log line instead of a failing process
+    built = opaque.kwargs["function"](dict(ctx, rviz="true"))
+    assert type(built[-1]).__name__ == "LogInfo" and "not installed" in built[-1].kwargs["msg"]
+    monkeypatch.setattr(mod, "rviz_available", lambda: True)
+    rviz = opaque.kwargs["function"](ctx)[-1]
+    assert rviz.kwargs["executable"] == "rviz2" and rviz.kwargs["namespace"] == "uav3"
+    # the player: rosbag2's where installed, ours otherwise
+    assert mod.player_cmd("ros2", "b", "1.0")[:3] == ["ros2", "bag", "play"]
+    assert mod.player_cmd("foenet", "b", "0.5")[1:4] == ["-m", "foenet_ros.cli", "play"]

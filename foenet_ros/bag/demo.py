@@ -7,8 +7,9 @@
    tiling), so a second run starts at step 4;
 4. a simulated flight over the map (:mod:`.simulate`) into ``<out>/flight``;
 5. the replay through the Localizer (:mod:`.replay`) into ``<out>/replay``;
-6. when rclpy imports: the same bag played live (:mod:`.live`) into the real ``foenet_node`` for
-   a few frames, counting the NavSatFix estimates that come back.
+6. (``foenet demo`` then, when rclpy imports: the same bag played live into the real
+   ``foenet_node`` for a few frames -- :func:`foenet_ros.ros.demo_live.run_live`, which lives in
+   the ros room because bag/ never imports ros/.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,94 +127,14 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
 
     t = time.perf_counter()
     localizer = Localizer(index, encoder)
-    res = replay_bag(bag, localizer, out / "replay", ReplayConfig(progress=cfg.progress))
+    # the simulated camera is strapdown nadir: replay and the live node both take the IMU attitude
+    res = replay_bag(bag, localizer, out / "replay", ReplayConfig(progress=cfg.progress, use_attitude=True))
     timings["replay"] = time.perf_counter() - t
     res.metrics["demo"] = {"map": dm.name, "synthetic_map": dm.synthetic, "attribution": dm.attribution,
                            "index_dir": str(index_dir), "timings_s": timings}
 
-    live = None
-    if cfg.live and cfg.live_frames > 0:
-        t = time.perf_counter()
-        live = run_live(bag, index_dir, cfg.live_frames / cfg.rate_hz, device=cfg.device)
-        timings["live"] = time.perf_counter() - t
-        res.metrics["demo"]["live"] = live
     from ..utils import write_json_atomic
 
     write_json_atomic(res.files["metrics"], res.metrics)
     return DemoResult(res.metrics, res.table(), dict(res.files, bag=bag, index=index_dir), dm.synthetic,
-                      dm.name, live, timings)
-
-
-def run_live(bag: Path, index_dir: Path, duration_s: float, *, device: str = "auto", timeout_s: float = 120.0,
-             domain_id: int | None = None) -> dict[str, Any]:
-    """Play the first ``duration_s`` of ``bag`` into a real ``FoenetNode``; count the fixes it publishes.
-
-    Returns ``{"available": False, "reason": ...}`` when rclpy or the node cannot be imported.
-    """
-    try:
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import NavSatFix, PointCloud2
-
-        from ..ros.node import FoenetNode
-    except ImportError as exc:
-        return {"available": False, "reason": f"rclpy / the node cannot be imported: {exc}"}
-    from .live import PlayConfig, play_bag
-
-    import os
-
-    if domain_id is not None:
-        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    rclpy.init()
-    fixes: list[int] = []
-    ready = threading.Event()
-    node = listener = player = None
-    executor = MultiThreadedExecutor(num_threads=4)
-    spin = None
-    try:
-        params = [
-            Parameter("index_dir", value=str(index_dir)), Parameter("device", value=device),
-            Parameter("image_topic", value="/camera/image_raw"), Parameter("camera_info_topic", value="/camera/camera_info"),
-            Parameter("heading_topic", value="/mavros/imu/data"), Parameter("use_imu_attitude", value=True),
-            Parameter("altitude_topic", value="/mavros/global_position/rel_alt"),
-        ]
-        node = FoenetNode(parameter_overrides=params)
-        listener = rclpy.create_node("foenet_demo_listener")
-        player = rclpy.create_node("foenet_bag_player")
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        listener.create_subscription(PointCloud2, "/foenet_node/map_tiles", lambda _m: ready.set(), latched)
-        listener.create_subscription(NavSatFix, "/foenet_node/fix", lambda m: fixes.append(int(m.status.status)), 10)
-        for n in (node, listener, player):
-            executor.add_node(n)
-        spin = threading.Thread(target=executor.spin, daemon=True)
-        spin.start()
-        if not ready.wait(timeout_s):
-            return {"available": True, "ok": False, "reason": f"the node did not load {index_dir} within {timeout_s:.0f} s"}
-        t0 = time.perf_counter()
-        sent = play_bag(bag, PlayConfig(duration_s=duration_s, start_delay_s=1.0,
-                                        topics=("/camera/image_raw", "/camera/camera_info", "/mavros/imu/data",
-                                                "/mavros/global_position/rel_alt")),
-                        node=player, progress=False)
-        # the node may still be working on the last frames: wait until fixes stop coming (3 s quiet)
-        deadline = time.monotonic() + 30.0
-        seen, quiet_since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            if len(fixes) != seen:
-                seen, quiet_since = len(fixes), time.monotonic()
-            elif fixes and time.monotonic() - quiet_since > 3.0:
-                break
-            time.sleep(0.1)
-        good = sum(s >= 0 for s in fixes)
-        return {"available": True, "ok": len(fixes) > 0, "messages_played": sent, "fixes_received": len(fixes),
-                "fixes_with_position": good, "wall_s": round(time.perf_counter() - t0, 2)}
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        if spin is not None:  # the executor thread must be gone before its nodes are destroyed
-            spin.join(timeout=5.0)
-        for n in (player, listener, node):
-            if n is not None:
-                n.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+                      dm.name, None, timings)

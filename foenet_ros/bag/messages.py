@@ -5,7 +5,8 @@ plain dataclasses that ``typestore.serialize_cdr`` turns into the exact bytes a 
 
 Conventions (see docs/ARCHITECTURE.md):
 
-* images cross this module as ``uint8`` RGB ``(H, W, 3)`` (or mono ``(H, W)``);
+* images go in as ``uint8`` RGB ``(H, W, 3)`` or mono ``(H, W)`` and come out (:func:`image_from_msg`,
+  the codec's decoder shared with the node) as ``uint8`` RGB ``(H, W, 3)``;
 * a compass heading (degrees clockwise from TRUE north, of the image's *up* direction) becomes an
   ENU yaw ``radians(90 - heading)`` (REP-103, true-north ENU) in orientations; a heading from a
   map's UTM grid north must be converted first (``GeoFrame.grid_to_true_heading``);
@@ -24,19 +25,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..codec.camera import camera_info_to_intrinsics as intrinsics_from_camera_info  # noqa: F401  (one parser)
+from ..codec.image import decode_image as image_from_msg  # noqa: F401  (one decoder, node and replay)
+from ..codec.imu import attitude_to_quaternion, quaternion_to_attitude  # noqa: F401  (re-exported)
+from ..codec.topics import (  # noqa: F401  (message type names live in codec.topics)
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    FLOAT64,
+    IMAGE,
+    IMU,
+    MARKER_ARRAY,
+    NAVSATFIX,
+    ODOMETRY,
+    PATH,
+    POSE_COV_STAMPED,
+    POSE_STAMPED,
+)
 from ..errors import ImageError
-
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-NAVSATFIX = "sensor_msgs/msg/NavSatFix"
-IMU = "sensor_msgs/msg/Imu"
-FLOAT64 = "std_msgs/msg/Float64"
-POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
-POSE_COV_STAMPED = "geometry_msgs/msg/PoseWithCovarianceStamped"
-ODOMETRY = "nav_msgs/msg/Odometry"
-PATH = "nav_msgs/msg/Path"
-MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 
 
 @lru_cache(maxsize=1)
@@ -99,49 +104,6 @@ def compressed_image_msg(img: np.ndarray, ns: int, frame_id: str = "camera_optic
     return _t(COMPRESSED_IMAGE)(header=header(ns, frame_id), format="jpeg", data=buf.reshape(-1))
 
 
-_ENCODINGS = {
-    "rgb8": (3, None), "bgr8": (3, "bgr"), "rgba8": (4, None), "bgra8": (4, "bgr"),
-    "mono8": (1, None), "8uc1": (1, None), "8uc3": (3, "bgr"), "mono16": (1, "16"),
-}
-
-
-def image_from_msg(msg: Any) -> np.ndarray:
-    """Decode an ``Image`` or ``CompressedImage`` message to uint8 RGB ``(H, W, 3)`` or mono ``(H, W)``.
-
-    Raises ImageError for unknown encodings, wrong buffer sizes and undecodable payloads.
-    """
-    import cv2
-
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if hasattr(msg, "format") and not hasattr(msg, "encoding"):  # CompressedImage
-        decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if decoded is None:
-            raise ImageError(f"cannot decode CompressedImage (format {msg.format!r}, {data.size} bytes)")
-        if decoded.dtype != np.uint8:
-            decoded = (decoded / 256).astype(np.uint8)
-        if decoded.ndim == 3 and decoded.shape[2] == 4:
-            return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
-        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB) if decoded.ndim == 3 else decoded
-    enc = str(msg.encoding).lower()
-    if enc not in _ENCODINGS:
-        raise ImageError(f"unsupported image encoding {msg.encoding!r}; use one of {sorted(_ENCODINGS)}")
-    ch, kind = _ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    bpp = 2 if kind == "16" else 1
-    if h <= 0 or w <= 0 or step < w * ch * bpp or data.size < step * h:
-        raise ImageError(f"image buffer of {data.size} bytes does not hold {h}x{w} {enc} (step {step})")
-    rows = data[: step * h].reshape(h, step)[:, : w * ch * bpp]
-    if kind == "16":
-        dt = ">u2" if msg.is_bigendian else "<u2"
-        return (rows.copy().view(dt).reshape(h, w) >> 8).astype(np.uint8)
-    arr = rows.reshape(h, w, ch) if ch > 1 else rows.reshape(h, w)
-    if ch == 4:
-        arr = arr[..., :3]
-    if kind == "bgr":
-        arr = arr[..., ::-1]
-    return np.ascontiguousarray(arr)
-
-
 # --------------------------------------------------------------------------- camera info
 
 
@@ -156,19 +118,6 @@ def camera_info_msg(intr: Any, ns: int, frame_id: str = "camera_optical") -> Any
         distortion_model="plumb_bob" if len(d) <= 5 else "rational_polynomial",
         d=np.array(d, dtype=np.float64), k=k, r=np.eye(3).reshape(-1), p=p,
         binning_x=0, binning_y=0, roi=roi,
-    )
-
-
-def intrinsics_from_camera_info(msg: Any) -> Any:
-    """``geo.CameraIntrinsics`` from a ROS 2 ``CameraInfo`` (``k``/``d``) or ROS 1 (``K``/``D``) message."""
-    from ..geo import CameraIntrinsics
-
-    k = np.asarray(getattr(msg, "k", None) if hasattr(msg, "k") else msg.K, dtype=np.float64)
-    d = np.asarray(getattr(msg, "d", None) if hasattr(msg, "d") else msg.D, dtype=np.float64)
-    dist = tuple(float(v) for v in d) if d.size and np.any(d != 0) else ()
-    return CameraIntrinsics(
-        width=int(msg.width), height=int(msg.height), fx=float(k[0]), fy=float(k[4]),
-        cx=float(k[2]), cy=float(k[5]), dist=dist,
     )
 
 
@@ -200,42 +149,6 @@ def camera_info_from_yaml(path: str) -> Any:
 
 
 # --------------------------------------------------------------------------- orientation
-
-
-def _quat_mul(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return (
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-        aw * bw - ax * bx - ay * by - az * bz,
-    )
-
-
-def attitude_to_quaternion(heading_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> tuple[float, float, float, float]:
-    """ENU quaternion ``(x, y, z, w)`` of the FLU body for a true compass heading and camera pitch/roll.
-
-    ``q = Rz(yaw) * Ry(pitch_rep103) * Rx(roll)`` with ``yaw = 90 - heading``, ``pitch_rep103 = -pitch_deg``.
-    """
-    yaw = math.radians(90.0 - heading_deg)
-    pitch = math.radians(-pitch_deg)
-    roll = math.radians(roll_deg)
-    qz = (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
-    qy = (0.0, math.sin(pitch / 2), 0.0, math.cos(pitch / 2))
-    qx = (math.sin(roll / 2), 0.0, 0.0, math.cos(roll / 2))
-    return _quat_mul(_quat_mul(qz, qy), qx)
-
-
-def quaternion_to_attitude(x: float, y: float, z: float, w: float) -> tuple[float, float, float]:
-    """Inverse of :func:`attitude_to_quaternion`: ``(heading_deg in [0, 360), pitch_deg, roll_deg)``."""
-    n = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
-    x, y, z, w = x / n, y / n, z / n, w / n
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    heading = (90.0 - math.degrees(yaw)) % 360.0
-    return heading, -math.degrees(pitch), math.degrees(roll)
 
 
 def quaternion_msg(q: Sequence[float]) -> Any:
@@ -324,3 +237,21 @@ def marker_msg(ns: int, marker_ns: str, marker_id: int, mtype: int, points_xyz: 
 
 def marker_array_msg(markers: list[Any]) -> Any:
     return _t(MARKER_ARRAY)(markers=list(markers))
+
+
+# --------------------------------------------------------------------------- from codec output fields
+
+
+def navsatfix_from_fields(ns: int, f: Any, frame_id: str = "base_link") -> Any:
+    """``sensor_msgs/NavSatFix`` from :class:`foenet_ros.codec.outputs.NavSatFixFields` (what the node publishes)."""
+    status_msg = _t("sensor_msgs/msg/NavSatStatus")(status=int(f.status), service=0)
+    return _t(NAVSATFIX)(
+        header=header(ns, frame_id), status=status_msg, latitude=float(f.latitude), longitude=float(f.longitude),
+        altitude=float(f.altitude), position_covariance=np.asarray(f.position_covariance, dtype=np.float64),
+        position_covariance_type=int(f.position_covariance_type),
+    )
+
+
+def pose_cov_from_fields(ns: int, f: Any, frame_id: str = "map") -> Any:
+    """``PoseWithCovarianceStamped`` from :class:`foenet_ros.codec.outputs.PoseFields`."""
+    return pose_cov_stamped_msg(ns, *f.position, f.orientation, np.asarray(f.covariance), frame_id=frame_id)

@@ -13,16 +13,27 @@ heading and attitude, altitude above ground), and writes into ``out_dir``:
   ``/ground_truth/path`` Path, ``/foenet/candidates`` MarkerArray (frame ``map``: ENU, origin
   ``origin_xy`` of the UTM frame as the live node chooses it, recorded in the bag metadata and metrics.json).
 
-A bag that breaks half-way (corrupt chunk, undecodable message) raises :class:`BagError`
-*after* every output has been finalised over the frames processed so far (``"partial": true``
-in metrics.json), so nothing on disk is half-written.
+One path from message to fix: frames, CameraInfo and the IMU are decoded by
+:mod:`foenet_ros.codec` and the NavSatFix / pose fields come from :mod:`foenet_ros.codec.outputs`,
+exactly as in ``foenet_node``; the defaults are the node's (no IMU attitude, retrieval-only
+estimates are not fixes, the same pixel budget, out-of-order frames dropped, the track reset on
+a time jump). So the replay's numbers are what the node would publish for the same frames.
+
+Files: the previous run's outputs are removed first; everything is written into a hidden
+staging folder ``<out>/.foenet-replay-<pid>.partial`` and moved into place at the end (each
+file by an atomic rename). A killed replay leaves only that staging folder, which the next
+run removes. A bag that breaks half-way (corrupt chunk, undecodable message) raises
+:class:`BagError` *after* every output has been finalised over the frames processed so far
+(``"partial": true`` in metrics.json).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +41,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..codec import outputs as out_fields
+from ..codec.aiding import localize_kwargs
+from ..codec.image import DecodeLimits, decode_image
+from ..codec.imu import imu_reading
+from ..codec.timeline import JUMP, OUT_OF_ORDER, FrameTimeline
+from ..codec.topics import REPLAY_OUT
 from ..errors import BagError, FoenetError
-from ..utils import atomic_path, write_json_atomic
+from ..utils import write_json_atomic
 from . import messages as m
 from .io import BagReader, BagWriter
 from .metrics import FrameRecord, compute_metrics, format_table
@@ -40,13 +57,9 @@ from .topics import AUTO, TopicConfig, detect_topics
 
 log = logging.getLogger(__name__)
 
-OUT_TOPICS = {
-    "fix": "/foenet/fix",
-    "pose": "/foenet/pose",
-    "path": "/foenet/path",
-    "candidates": "/foenet/candidates",
-    "gt_path": "/ground_truth/path",
-}
+OUT_TOPICS = REPLAY_OUT
+OUTPUT_NAMES = ("metrics.json", "trajectory.png", "estimates.jsonl", "estimates")
+_STAGING_PREFIX = ".foenet-replay-"
 
 
 @dataclass(frozen=True)
@@ -56,9 +69,12 @@ class ReplayConfig:
     ``topics``: fields left ``None`` are auto-detected. ``realtime``: pace frames at the recorded
     rate times ``rate`` (default: as fast as possible). ``use_*``: feed the Localizer the bag's
     camera intrinsics / IMU heading / IMU roll+pitch / altitude (a frame is then localised with
-    the information a flight controller gives the node). ``every_n`` keeps every n-th frame;
-    ``max_frames`` stops early. ``origin_xy``: map-frame origin in the UTM frame for the output
-    bag (None = as the node: middle of the tile centres). ``path_max``: poses kept in the Path.
+    the information a flight controller gives the node; ``use_attitude`` is off by default as in
+    the node: only a camera rigidly fixed nadir on the body may take the IMU's roll/pitch).
+    ``every_n`` keeps every n-th frame; ``max_frames`` stops early. ``origin_xy``: map-frame
+    origin in the UTM frame for the output bag (None = as the node: middle of the tile centres).
+    ``path_max``: poses kept in the Path. ``output``: how estimates become fields (the node's
+    defaults; origin and frame are filled in). ``limits``: the node's pixel budget.
     """
 
     topics: TopicConfig = AUTO
@@ -66,7 +82,7 @@ class ReplayConfig:
     rate: float = 1.0
     use_camera_info: bool = True
     use_heading: bool = True
-    use_attitude: bool = True
+    use_attitude: bool = False
     use_altitude: bool = True
     every_n: int = 1
     max_frames: int | None = None
@@ -77,6 +93,8 @@ class ReplayConfig:
     progress: bool = True
     path_max: int = 1000
     gt_max_gap_s: float = 1.0
+    output: out_fields.OutputConfig = out_fields.OutputConfig()
+    limits: DecodeLimits = DecodeLimits()
 
 
 @dataclass
@@ -172,22 +190,18 @@ def default_origin(index: Any) -> tuple[float, float]:
 
 
 def _quat_yaw(q: Any) -> tuple[float, float, float]:
-    return m.quaternion_to_attitude(float(q.x), float(q.y), float(q.z), float(q.w))
+    try:
+        return m.quaternion_to_attitude(float(q.x), float(q.y), float(q.z), float(q.w))
+    except ValueError:  # a zero quaternion: no orientation
+        return math.nan, math.nan, math.nan
 
 
 class _OutputBag:
-    """Writes the replay's ``estimates`` bag (typestore messages, no rclpy)."""
+    """Writes the replay's ``estimates`` bag (typestore messages built from the node's output fields)."""
 
-    def __init__(self, path: Path, origin_xy: tuple[float, float], custom: dict[str, str], path_max: int,
-                 frame: Any = None) -> None:
-        # The same `map` frame the node publishes: a true-north ENU tangent plane at the origin
-        # (the conversion is pure numpy/pyproj; nothing of rclpy is imported).
-        from ..ros.conversions import OutputConfig, map_jacobian, map_xy
-
+    def __init__(self, path: Path, out: out_fields.OutputConfig, custom: dict[str, str], path_max: int) -> None:
         self.bag = BagWriter(path, "mcap", overwrite=True, custom_data=custom)
-        self._out = OutputConfig(origin_xy=tuple(origin_xy), frame=frame)
-        self._map_xy, self._map_jac = map_xy, map_jacobian
-        self.ox, self.oy = origin_xy
+        self._out = out
         self.poses: list[Any] = []
         self.gt_poses: list[Any] = []
         self.path_max = path_max
@@ -198,33 +212,16 @@ class _OutputBag:
     def copy(self, topic: str, msgtype: str, ns: int, raw: bytes, msgdef: tuple[str, str] | None) -> None:
         self.bag.write_raw(topic, msgtype, ns, raw, msgdef)
 
-    def estimate(self, ns: int, est: Any, polygons: Any = None) -> None:
-        ok = est.status != "lost" and math.isfinite(est.x) and math.isfinite(est.y)
-        alt = est.alt_m if math.isfinite(est.alt_m) else 0.0
-        cov = np.asarray(est.cov_xy, dtype=np.float64)
-        if not np.all(np.isfinite(cov)):
-            s = est.sigma_m if math.isfinite(est.sigma_m) else 1e3
-            cov = np.diag([s * s, s * s])
-        cov3 = np.zeros((3, 3))
-        cov3[:2, :2] = cov
-        cov3[2, 2] = 25.0
-        if ok:
-            self.bag.write(OUT_TOPICS["fix"], ns, m.navsatfix_msg(ns, est.lat, est.lon, alt, cov3, frame_id="base_link"))
-            heading = est.heading_deg if math.isfinite(est.heading_deg) else 0.0
-            q = m.attitude_to_quaternion(heading)
-            cov6 = np.zeros((6, 6))
-            cov6[:3, :3] = cov3
-            cov6[3, 3] = cov6[4, 4] = 1e6
-            cov6[5, 5] = math.radians(10.0) ** 2 if math.isfinite(est.heading_deg) else 1e6
-            x, y = (float(v) for v in self._map_xy(self._out, est.x, est.y))
-            J = self._map_jac(self._out, est.x, est.y)
-            cov6[:2, :2] = J @ cov @ J.T  # grid (UTM) covariance rotated into the map frame
-            self.bag.write(OUT_TOPICS["pose"], ns, m.pose_cov_stamped_msg(ns, x, y, alt, q, cov6))
-            self.poses = (self.poses + [m.pose_stamped_msg(ns, x, y, alt, q)])[-self.path_max:]
-            self.bag.write(OUT_TOPICS["path"], ns, m.path_msg(ns, self.poses))
-        else:
-            self.bag.write(OUT_TOPICS["fix"], ns, m.navsatfix_msg(ns, math.nan, math.nan, math.nan, None,
-                                                                  frame_id="base_link", status=-1))
+    def estimate(self, ns: int, stamp_ns: int, est: Any) -> None:
+        """The node's outputs for one frame: ``~/fix`` always (NO_FIX when not a fix), pose and path for fixes."""
+        cfg = self._out
+        self.bag.write(OUT_TOPICS["fix"], ns, m.navsatfix_from_fields(stamp_ns, out_fields.navsatfix_fields(est, cfg),
+                                                                      frame_id=cfg.base_frame))
+        if out_fields.is_fix(est, cfg):
+            pf = out_fields.pose_fields(est, cfg)
+            self.bag.write(OUT_TOPICS["pose"], ns, m.pose_cov_from_fields(stamp_ns, pf, frame_id=cfg.map_frame))
+            self.poses = (self.poses + [m.pose_stamped_msg(stamp_ns, *pf.position, pf.orientation, frame_id=cfg.map_frame)])[-self.path_max:]
+            self.bag.write(OUT_TOPICS["path"], ns, m.path_msg(stamp_ns, self.poses, frame_id=cfg.map_frame))
         M = m.typestore().types["visualization_msgs/msg/Marker"]
         markers = []
         for i, c in enumerate(est.candidates[:10]):
@@ -232,17 +229,17 @@ class _OutputBag:
             h = 0.5 * float(c.size_m)
             gx = np.array([cx - h, cx + h, cx + h, cx - h, cx - h])
             gy = np.array([cy + h, cy + h, cy - h, cy - h, cy + h])
-            ex, ey = self._map_xy(self._out, gx, gy)
+            ex, ey = out_fields.map_xy(cfg, gx, gy)
             ring = np.stack([ex, ey, np.zeros(5)], axis=1)
             good = c.inliers > 0
-            markers.append(m.marker_msg(ns, "candidates", i, M.LINE_STRIP, ring,
+            markers.append(m.marker_msg(stamp_ns, "candidates", i, M.LINE_STRIP, ring,
                                         (0.1, 0.8, 0.2, 1.0) if good else (0.9, 0.3, 0.1, 0.8),
-                                        scale=3.0 if i == 0 else 1.0, lifetime_s=1.0))
+                                        scale=3.0 if i == 0 else 1.0, lifetime_s=1.0, frame_id=cfg.map_frame))
         if markers:
             self.bag.write(OUT_TOPICS["candidates"], ns, m.marker_array_msg(markers))
 
     def ground_truth(self, ns: int, x: float, y: float, alt: float) -> None:
-        ex, ey = (float(v) for v in self._map_xy(self._out, x, y))
+        ex, ey = (float(v) for v in out_fields.map_xy(self._out, x, y))
         self.gt_poses = (self.gt_poses + [m.pose_stamped_msg(ns, ex, ey, alt, (0, 0, 0, 1))])[-self.path_max:]
         self.bag.write(OUT_TOPICS["gt_path"], ns, m.path_msg(ns, self.gt_poses))
 
@@ -250,18 +247,125 @@ class _OutputBag:
         return self.bag.close(success=True)  # a partial run still leaves a valid, shorter bag
 
 
+def clean_outputs(out_dir: Path) -> None:
+    """Remove the previous run's outputs and any staging folder a killed replay left behind."""
+    import shutil
+
+    for name in OUTPUT_NAMES:
+        p = out_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    for p in out_dir.glob(_STAGING_PREFIX + "*.partial"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _publish_outputs(staging: Path, out_dir: Path) -> dict[str, Path]:
+    """Move every file of the staging folder into ``out_dir`` (atomic renames); return them by name."""
+    import shutil
+
+    moved: dict[str, Path] = {}
+    for p in sorted(staging.iterdir()):
+        final = out_dir / p.name
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(p, final)
+        moved[p.name] = final
+    staging.rmdir()
+    return moved
+
+
+class _Replayer:
+    """The state of one replay: the latest aiding inputs, the output bag, records; one frame at a time."""
+
+    def __init__(self, localizer: Any, cfg: ReplayConfig, out: out_fields.OutputConfig, out_bag: _OutputBag | None,
+                 on_frame: Callable[[int, Any], None] | None, bar: Any) -> None:
+        self.localizer, self.cfg, self.out, self.out_bag = localizer, cfg, out, out_bag
+        self.on_frame, self.bar = on_frame, bar
+        self.records: list[FrameRecord] = []
+        self.estimates_json: list[dict[str, Any]] = []
+        self.camera: Any = None
+        self.imu: Any = None
+        self.alt: float | None = None
+        self.timeline = FrameTimeline()
+        self.t_start = time.perf_counter()
+        self.t_bag0: int | None = None
+
+    def frame_stamp(self, bm: Any) -> int:
+        hdr = getattr(bm.msg, "header", None)
+        return m.stamp_to_ns(hdr.stamp) if hdr is not None and hdr.stamp.sec > 0 else bm.ns
+
+    def camera_info(self, msg: Any) -> None:
+        try:
+            self.camera = m.intrinsics_from_camera_info(msg)
+        except FoenetError as exc:
+            log.warning("ignoring CameraInfo: %s", exc)
+            self.camera = None
+
+    def imu_msg(self, msg: Any) -> None:
+        self.imu = imu_reading(msg)
+
+    def altitude(self, msg: Any) -> None:
+        a = float(msg.data)
+        self.alt = a if math.isfinite(a) and a > 0 else None
+
+    def process(self, ns: int, msg: Any, stamp_ns: int) -> None:
+        """Localise one frame as the node does, record it and write its outputs."""
+        cfg = self.cfg
+        verdict = self.timeline.observe(stamp_ns / 1e9)
+        if verdict == OUT_OF_ORDER:
+            log.warning("frame at t=%.3f s is not newer than the last one: dropped (as the node does)", stamp_ns / 1e9)
+            return
+        if verdict == JUMP:
+            log.warning("time went back to t=%.3f s: track reset (as the node does)", stamp_ns / 1e9)
+            self.localizer.reset()
+        if cfg.realtime and self.t_bag0 is not None:
+            wait = (ns - self.t_bag0) / 1e9 / cfg.rate - (time.perf_counter() - self.t_start)
+            if wait > 0:
+                time.sleep(wait)
+        try:
+            img = decode_image(msg, cfg.limits)
+            kwargs = localize_kwargs(self.localizer.localize, stamp=stamp_ns / 1e9, imu=self.imu,
+                                     use_heading=cfg.use_heading, use_attitude=cfg.use_attitude,
+                                     altitude_m=self.alt if cfg.use_altitude else None)
+            est = self.localizer.localize(img, camera=self.camera if cfg.use_camera_info else None, **kwargs)
+        except FoenetError as exc:  # a bad frame is a lost frame, as in the node
+            log.warning("frame at t=%.3f s: %s", stamp_ns / 1e9, exc)
+            from ..localize import GeoEstimate
+
+            est = GeoEstimate(status="lost", stamp=stamp_ns / 1e9, pose={"error": str(exc)})
+        ok = est.has_fix
+        self.records.append(FrameRecord(
+            stamp_ns=stamp_ns, status=est.status, x=est.x if ok else None, y=est.y if ok else None,
+            heading_deg=est.heading_deg if math.isfinite(est.heading_deg) else None,
+            sigma_m=est.sigma_m if math.isfinite(est.sigma_m) else None,
+            cov_xy=np.asarray(est.cov_xy) if np.all(np.isfinite(est.cov_xy)) else None,
+            score=est.score, inliers=est.inliers, timings_ms=dict(est.timings_ms),
+        ))  # fmt: skip
+        self.estimates_json.append(est.to_json() | {"stamp_ns": stamp_ns})
+        if self.out_bag is not None:
+            self.out_bag.estimate(ns, stamp_ns, est)
+        if self.on_frame is not None:
+            self.on_frame(len(self.records) - 1, est)
+        self.bar.update(1)
+
+
 def replay_bag(bag_path: str | Path, localizer: Any, out_dir: str | Path, cfg: ReplayConfig = ReplayConfig(),
                on_frame: Callable[[int, Any], None] | None = None) -> ReplayResult:
     """Run ``localizer`` over the camera frames of ``bag_path``; write metrics, plot and estimates bag into ``out_dir``.
 
     ``localizer`` is a :class:`~foenet_ros.localize.Localizer` (anything with its ``localize``
-    signature and an ``index`` with ``frame`` works). ``on_frame(i, estimate)`` is called after
-    every frame. Raises BagError for unreadable bags and missing topics; see the module doc.
+    signature, ``reset()`` and an ``index`` with ``frame`` works). ``on_frame(i, estimate)`` is
+    called after every frame. Raises BagError for unreadable bags and missing topics; see the module doc.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_outputs(out_dir)
+    staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}.partial"
+    staging.mkdir()
     index = localizer.index
     frame = index.frame
     with BagReader(bag_path) as reader:
@@ -274,8 +378,7 @@ def replay_bag(bag_path: str | Path, localizer: Any, out_dir: str | Path, cfg: R
 
             sim_frame = GeoFrame.from_json(sim["frame"])
         counts = {t.name: t.count for t in reader.topics}
-        n_images = counts.get(topics.image or "", 0)
-        n_expected = (n_images + cfg.every_n - 1) // cfg.every_n
+        n_expected = (counts.get(topics.image or "", 0) + cfg.every_n - 1) // cfg.every_n
         if cfg.max_frames:
             n_expected = min(n_expected, cfg.max_frames)
         map_raster = None
@@ -284,140 +387,79 @@ def replay_bag(bag_path: str | Path, localizer: Any, out_dir: str | Path, cfg: R
         except (FoenetError, OSError) as exc:  # the plot just loses its background
             log.warning("index map copy unavailable for the plot: %s", exc)
         origin = cfg.origin_xy if cfg.origin_xy is not None else default_origin(index)
+        out = dataclasses.replace(cfg.output, origin_xy=tuple(origin), frame=frame)
         custom = {"foenet_replay": json.dumps({"bag": str(bag_path), "origin_xy": origin, "frame": frame.to_json(),
                                                "topics": OUT_TOPICS})}
-        out_bag = _OutputBag(out_dir / "estimates", origin, custom, cfg.path_max, frame) if cfg.write_bag else None
+        out_bag = _OutputBag(staging / "estimates", out, custom, cfg.path_max) if cfg.write_bag else None
         gt = _GroundTruth(cfg.gt_max_gap_s)
-        records: list[FrameRecord] = []
-        estimates_json: list[dict[str, Any]] = []
-        state: dict[str, Any] = {"camera": None, "heading": None, "attitude": None, "alt": None}
         wanted = [t for t in topics.as_dict().values() if t]
         msgdefs = {t: reader.connection_msgdef(t) for t in (topics.image, topics.camera_info) if t}
         pending: tuple[int, Any, int] | None = None  # (receive ns, image msg, header ns)
         n_seen = 0
         error: BagError | None = None
-        t_start = time.perf_counter()
-        t_bag0: int | None = None
         bar = tqdm(total=n_expected, desc="replay", unit="frame", disable=not cfg.progress)
-
-        def process(item: tuple[int, Any, int]) -> None:
-            ns, msg, stamp_ns = item
-            if cfg.realtime and t_bag0 is not None:
-                wait = (ns - t_bag0) / 1e9 / cfg.rate - (time.perf_counter() - t_start)
-                if wait > 0:
-                    time.sleep(wait)
-            heading = state["heading"] if cfg.use_heading else None
-            try:
-                img = m.image_from_msg(msg)
-                est = localizer.localize(
-                    img, camera=state["camera"] if cfg.use_camera_info else None, heading_deg=heading,
-                    altitude_m=state["alt"] if cfg.use_altitude else None,
-                    attitude=state["attitude"] if cfg.use_attitude else None, stamp=stamp_ns / 1e9,
-                )
-            except FoenetError as exc:  # a bad frame is a lost frame, as in the node
-                log.warning("frame at t=%.3f s: %s", stamp_ns / 1e9, exc)
-                from ..localize import GeoEstimate
-
-                est = GeoEstimate(status="lost", stamp=stamp_ns / 1e9, pose={"error": str(exc)})
-            ok = est.has_fix
-            records.append(FrameRecord(
-                stamp_ns=stamp_ns, status=est.status, x=est.x if ok else None, y=est.y if ok else None,
-                heading_deg=est.heading_deg if math.isfinite(est.heading_deg) else None,
-                sigma_m=est.sigma_m if math.isfinite(est.sigma_m) else None,
-                cov_xy=np.asarray(est.cov_xy) if np.all(np.isfinite(est.cov_xy)) else None,
-                score=est.score, inliers=est.inliers, timings_ms=dict(est.timings_ms),
-            ))
-            estimates_json.append(est.to_json() | {"stamp_ns": stamp_ns})
-            if out_bag is not None:
-                out_bag.estimate(ns, est)
-            if on_frame is not None:
-                on_frame(len(records) - 1, est)
-            bar.update(1)
-
+        run = _Replayer(localizer, cfg, out, out_bag, on_frame, bar)
+        copy = out_bag is not None and cfg.copy_camera
         try:
             for bm in reader.messages(wanted):
                 if pending is not None and bm.ns > pending[0]:
-                    process(pending)
+                    run.process(*pending)
                     pending = None
-                    if cfg.max_frames and len(records) >= cfg.max_frames:
+                    if cfg.max_frames and len(run.records) >= cfg.max_frames:
                         break
                 t, msg = bm.topic, bm.msg
                 if t == topics.image:
                     n_seen += 1
-                    if t_bag0 is None:
-                        t_bag0 = bm.ns
+                    if run.t_bag0 is None:
+                        run.t_bag0 = bm.ns
                     if (n_seen - 1) % cfg.every_n == 0:
-                        hdr = getattr(msg, "header", None)
-                        stamp = m.stamp_to_ns(hdr.stamp) if hdr is not None and hdr.stamp.sec > 0 else bm.ns
-                        pending = (bm.ns, msg, stamp)
-                    if out_bag is not None and cfg.copy_camera:
-                        out_bag.copy(t, bm.msgtype, bm.ns, bm.raw, msgdefs.get(t))
+                        pending = (bm.ns, msg, run.frame_stamp(bm))
                 elif t == topics.camera_info:
-                    try:
-                        state["camera"] = m.intrinsics_from_camera_info(msg).validate()
-                    except FoenetError as exc:
-                        log.warning("ignoring CameraInfo: %s", exc)
-                        state["camera"] = None
-                    if out_bag is not None and cfg.copy_camera:
-                        out_bag.copy(t, bm.msgtype, bm.ns, bm.raw, msgdefs.get(t))
+                    run.camera_info(msg)
                 elif t == topics.imu:
-                    h, p, r = _quat_yaw(msg.orientation)
-                    if all(math.isfinite(v) for v in (h, p, r)) and not (msg.orientation.w == 0 and msg.orientation.x == 0
-                                                                          and msg.orientation.y == 0 and msg.orientation.z == 0):
-                        state["heading"], state["attitude"] = h, (r, p)
+                    run.imu_msg(msg)
                 elif t == topics.altitude:
-                    a = float(msg.data)
-                    state["alt"] = a if math.isfinite(a) and a > 0 else None
+                    run.altitude(msg)
                 elif t == topics.gt_fix:
-                    if int(msg.status.status) >= 0 and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
-                        x, y = frame.from_lonlat(float(msg.longitude), float(msg.latitude))
-                        gns = m.stamp_to_ns(msg.header.stamp) or bm.ns
-                        gt.add_xy(gns, float(x), float(y))
-                        if out_bag is not None:
-                            out_bag.ground_truth(bm.ns, float(x), float(y), float(msg.altitude) if math.isfinite(msg.altitude) else 0.0)
+                    _gt_fix(bm, frame, gt, out_bag)
                 elif t == topics.gt_pose:
-                    pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
-                    gns = m.stamp_to_ns(msg.header.stamp) or bm.ns
-                    gt.add_heading(gns, _quat_yaw(pose.orientation)[0])
-                    if topics.gt_fix is None and sim_frame is not None:
-                        # only our simulator's poses have a known frame (UTM easting/northing)
-                        lon, lat = sim_frame.to_lonlat(float(pose.position.x), float(pose.position.y))
-                        x, y = frame.from_lonlat(lon, lat)
-                        gt.add_xy(gns, float(x), float(y))
+                    _gt_pose(bm, frame, sim_frame, topics.gt_fix is None, gt)
+                if copy and t in msgdefs:
+                    out_bag.copy(t, bm.msgtype, bm.ns, bm.raw, msgdefs.get(t))
             else:
                 if pending is not None:
-                    process(pending)
+                    run.process(*pending)
         except BagError as exc:
             error = exc
             if pending is not None:  # the last good frame and its same-stamp messages were read
-                process(pending)
+                run.process(*pending)
         except BaseException:
             bar.close()
             if out_bag is not None:
                 out_bag.close(success=False)
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
             raise
         bar.close()
-        wall = time.perf_counter() - t_start
+        wall = time.perf_counter() - run.t_start
+    records = run.records
     for r in records:
         r.gt_x, r.gt_y, r.gt_heading_deg = gt.at(r.stamp_ns)
-    ident = _identity(localizer)
     metrics = compute_metrics(records, wall_s=wall, bag=str(bag_path), topics=topics.as_dict(),
                               inputs={"camera_info": bool(cfg.use_camera_info and topics.camera_info),
                                       "heading": bool(cfg.use_heading and topics.imu),
                                       "attitude": bool(cfg.use_attitude and topics.imu),
                                       "altitude": bool(cfg.use_altitude and topics.altitude)},
-                              origin_xy=list(origin), **ident)
+                              origin_xy=list(origin), **_identity(localizer))  # fmt: skip
+    metrics["frames_out_of_order"] = run.timeline.out_of_order
+    metrics["time_jumps"] = run.timeline.jumps
     if error is not None:
         metrics["partial"] = True
         metrics["error"] = str(error)
-    files: dict[str, Path] = {}
     if out_bag is not None:
-        p = out_bag.close(success=error is None)
-        if p is not None:
-            files["estimates_bag"] = p
-    with atomic_path(out_dir / "estimates.jsonl", suffix=".jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in estimates_json))
-    files["estimates_jsonl"] = out_dir / "estimates.jsonl"
+        out_bag.close(success=error is None)
+    (staging / "estimates.jsonl").write_text("".join(json.dumps(e) + "\n" for e in run.estimates_json))
     if cfg.plot:
         title = f"{Path(bag_path).name}: {len(records)} frames"
         if metrics.get("ground_truth"):
@@ -425,10 +467,35 @@ def replay_bag(bag_path: str | Path, localizer: Any, out_dir: str | Path, cfg: R
             title += f", median error {e['median']:.1f} m" if e["median"] is not None else ""
         else:
             title += " (no ground truth)"
-        files["plot"] = plot_trajectory(records, out_dir / "trajectory.png", map_raster, title)
-    files["metrics"] = write_json_atomic(out_dir / "metrics.json", metrics)
+        plot_trajectory(records, staging / "trajectory.png", map_raster, title)
+    write_json_atomic(staging / "metrics.json", metrics)
+    moved = _publish_outputs(staging, out_dir)
+    files = {key: moved[name] for key, name in (("estimates_bag", "estimates"), ("estimates_jsonl", "estimates.jsonl"),
+                                                 ("plot", "trajectory.png"), ("metrics", "metrics.json")) if name in moved}
     result = ReplayResult(metrics, records, out_dir, files, topics)
     if error is not None:
         raise BagError(f"{error} (outputs over the {len(records)} frames before the error are in {out_dir})") from error
     return result
 
+
+def _gt_fix(bm: Any, frame: Any, gt: _GroundTruth, out_bag: _OutputBag | None) -> None:
+    msg = bm.msg
+    if int(msg.status.status) >= 0 and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
+        x, y = frame.from_lonlat(float(msg.longitude), float(msg.latitude))
+        gt.add_xy(m.stamp_to_ns(msg.header.stamp) or bm.ns, float(x), float(y))
+        if out_bag is not None:
+            out_bag.ground_truth(bm.ns, float(x), float(y), float(msg.altitude) if math.isfinite(msg.altitude) else 0.0)
+
+
+def _gt_pose(bm: Any, frame: Any, sim_frame: Any, use_position: bool, gt: _GroundTruth) -> None:
+    msg = bm.msg
+    pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+    gns = m.stamp_to_ns(msg.header.stamp) or bm.ns
+    h = _quat_yaw(pose.orientation)[0]
+    if math.isfinite(h):
+        gt.add_heading(gns, h)
+    if use_position and sim_frame is not None:
+        # only our simulator's poses have a known frame (UTM easting/northing)
+        lon, lat = sim_frame.to_lonlat(float(pose.position.x), float(pose.position.y))
+        x, y = frame.from_lonlat(lon, lat)
+        gt.add_xy(gns, float(x), float(y))

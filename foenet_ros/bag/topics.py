@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Iterable
 
+from ..codec import topics as names
 from ..errors import BagError
 from . import messages as m
 from .io import TopicInfo
@@ -19,12 +20,12 @@ from .io import TopicInfo
 class TopicConfig:
     """Topic names; ``None`` in a replay means "auto-detect" (or "absent" when nothing matches)."""
 
-    image: str | None = "/camera/image_raw"                         # sensor_msgs/Image (or .../compressed)
-    camera_info: str | None = "/camera/camera_info"                  # sensor_msgs/CameraInfo
-    gt_fix: str | None = "/mavros/global_position/global"            # sensor_msgs/NavSatFix (ground truth)
-    gt_pose: str | None = "/ground_truth/pose"                       # geometry_msgs/PoseStamped, map frame (UTM E/N)
-    imu: str | None = "/mavros/imu/data"                             # sensor_msgs/Imu (orientation)
-    altitude: str | None = "/mavros/global_position/rel_alt"         # std_msgs/Float64 (m above take-off ground)
+    image: str | None = names.BAG_IMAGE                # sensor_msgs/Image (or .../compressed)
+    camera_info: str | None = names.BAG_CAMERA_INFO    # sensor_msgs/CameraInfo
+    gt_fix: str | None = names.BAG_GT_FIX              # sensor_msgs/NavSatFix (ground truth)
+    gt_pose: str | None = names.BAG_GT_POSE            # geometry_msgs/PoseStamped, map frame (UTM E/N)
+    imu: str | None = names.BAG_IMU                    # sensor_msgs/Imu (orientation)
+    altitude: str | None = names.BAG_ALTITUDE          # std_msgs/Float64 (m above take-off ground)
 
     def with_compressed(self, compressed: bool) -> "TopicConfig":
         """The same names with the camera on ``<image>/compressed`` when ``compressed``."""

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         download=not args.offline,
     )
     res = run_demo(cfg)
+    if cfg.live:
+        from ..ros.demo_live import add_live  # the live node part (rclpy); bag/ never imports ros/
+
+        res = add_live(res, cfg)
     if res.map_synthetic:
         print("!" * 78)
         print("!! SYNTHETIC MAP: the real demo map was not available; these are not real-imagery results")

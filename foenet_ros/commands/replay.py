@@ -17,6 +17,7 @@ import argparse
 HELP = "run the Localizer over a rosbag and score it (metrics, plot, MCAP)"
 EXAMPLES = """
   foenet replay flight --index idx --out runs/flight            # topics auto-detected
+  foenet replay flight --index idx --out runs/flight --attitude # strapdown camera (simulated bags)
   foenet replay flight.mcap --index idx --out runs/f --image-topic /cam/image_raw/compressed
   foenet replay recording.bag --index idx --out runs/r --no-heading --realtime   # ROS 1 bag
 """
@@ -38,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i = p.add_argument_group("what the Localizer is given")
     i.add_argument("--no-camera-info", action="store_true", help="ignore CameraInfo (image centre is reported)")
     i.add_argument("--no-heading", action="store_true", help="ignore the IMU heading (rotations are searched)")
-    i.add_argument("--no-attitude", action="store_true", help="ignore the IMU roll/pitch")
+    i.add_argument("--attitude", action="store_true",
+                   help="use the IMU roll/pitch as the camera attitude (camera rigidly fixed nadir on the body, e.g. "
+                        "simulated bags; off by default, as in the node's use_imu_attitude)")
     i.add_argument("--no-altitude", action="store_true", help="ignore the altitude topic")
     p.add_argument("--realtime", action="store_true", help="pace frames at the recorded rate")
     p.add_argument("--rate", type=float, default=1.0, help="speed factor with --realtime (default: 1)")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                          gt_pose=args.gt_pose_topic, imu=args.imu_topic, altitude=args.altitude_topic)
     cfg = ReplayConfig(topics=topics if topics != AUTO else AUTO, realtime=args.realtime, rate=args.rate,
                        use_camera_info=not args.no_camera_info, use_heading=not args.no_heading,
-                       use_attitude=not args.no_attitude, use_altitude=not args.no_altitude, every_n=args.every,
+                       use_attitude=args.attitude, use_altitude=not args.no_altitude, every_n=args.every,
                        max_frames=args.max_frames, write_bag=not args.no_bag)
     localizer = Localizer.from_paths(args.index, model_path=args.model, device=args.device)
     bag = args.bag[0] if len(args.bag) == 1 else args.bag

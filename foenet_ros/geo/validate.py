@@ -176,7 +176,8 @@ def check_distortion(dist: Sequence[Any], width: float, height: float, fx: float
     end = int(reach[0]) + 1 if len(reach) else len(r)
     if np.any(den[:end] <= 0) or not np.all(np.isfinite(rd[:end])):
         raise DistortionError(
-            f"distortion {tuple(d)}: the rational model's denominator reaches zero inside the image; check the calibration"
+            f"distortion {tuple(d)}: the rational model's denominator reaches zero inside the image; "
+            "check the calibration"
         )
     if not len(reach):
         raise DistortionError(

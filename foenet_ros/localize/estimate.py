@@ -78,13 +78,15 @@ class Prior:
                 values = [prior.lat, prior.lon, prior.sigma_m]
             elif isinstance(prior, dict):
                 if "lat" not in prior or "lon" not in prior:
-                    raise PriorError(f"a prior dict needs 'lat' and 'lon' (and optionally 'sigma_m'), got {sorted(map(str, prior))}")
+                    raise PriorError("a prior dict needs 'lat' and 'lon' (and optionally 'sigma_m'), got "
+                                     f"{sorted(map(str, prior))}")
                 values = [prior["lat"], prior["lon"], prior.get("sigma_m", 50.0)]
             else:
                 try:
                     values = list(prior)
                 except TypeError:
-                    raise PriorError(f"a prior is a Prior, (lat, lon[, sigma_m]) or a dict, got {type(prior).__name__}") from None
+                    raise PriorError(
+                        f"a prior is a Prior, (lat, lon[, sigma_m]) or a dict, got {type(prior).__name__}") from None
                 if len(values) not in (2, 3):
                     raise PriorError(f"a prior is (lat, lon[, sigma_m]), got {len(values)} values")
                 values = values + [50.0] * (3 - len(values))

@@ -33,9 +33,10 @@ import numpy as np
 from ..errors import CameraError
 from ..features import dense_extractor
 from ..features.local import SiftDetector
+from ..geo.validate import check_altitude, check_attitude_pair, validate_heading
 from .budget import altitude_consistent, error_budget, on_map, tilt_consistent
 from .config import LocalizerConfig
-from .estimate import Candidate, GeoEstimate, Prior
+from .estimate import Candidate, GeoEstimate, Prior, validate_prior
 from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo
 from .fine_score import dense_score
 from .overlap import apply_h
@@ -132,8 +133,12 @@ class Localizer:
         timings: dict[str, float] = {"encode": 0.0, "search": 0.0, "fine": 0.0, "refine": 0.0}
         rgb = check_frame(frame)
         cam = camera_for_frame(camera, rgb.shape)
-        attitude, heading_deg, altitude_m = _check_sensors(attitude, heading_deg, altitude_m)
-        prior = Prior.coerce(prior)
+        # the boundary checks of geo.validate: AttitudeError / AltitudeError (CameraErrors) for values no
+        # drone can have; an unusable heading counts as unknown; an invalid prior is ignored (WARNING)
+        attitude = None if attitude is None else check_attitude_pair(attitude)
+        heading_deg = validate_heading(heading_deg)
+        altitude_m = None if altitude_m is None else check_altitude(altitude_m)
+        prior = validate_prior(prior)
         t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
         self._last_t = t
 
@@ -619,18 +624,6 @@ class _DebugFix:
         c = next((c for c in cands if c.tile_id == fix.tile_id), None)
         self.cand = c if c is not None else Candidate(-1, 0.0, (float(fix.xy[0]), float(fix.xy[1])),
                                                       max(50.0, float(np.ptp(fix.pts_ground[:, 0])) if len(fix.pts_ground) else 50.0))
-
-
-def _check_sensors(attitude, heading_deg, altitude_m):
-    if attitude is not None:
-        attitude = tuple(float(a) for a in attitude)
-        if len(attitude) != 2 or not all(math.isfinite(a) for a in attitude):
-            raise CameraError(f"attitude must be (roll_deg, pitch_deg) finite numbers, got {attitude}")
-    if heading_deg is not None and not math.isfinite(float(heading_deg)):
-        heading_deg = None
-    if altitude_m is not None and not (math.isfinite(float(altitude_m)) and altitude_m > 0):
-        raise CameraError(f"altitude_m must be a positive number of metres, got {altitude_m}")
-    return attitude, heading_deg, altitude_m
 
 
 def _sig(value: float | None, default: float) -> float:

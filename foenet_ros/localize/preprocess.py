@@ -33,7 +33,8 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
         if min(h, w) < 32:
             raise ImageError(f"frame of shape {frame.shape} is too small to localize (need at least 32x32 pixels)")
         if max(h, w) > MAX_FRAME_ASPECT * min(h, w):
-            raise ImageError(f"frame of shape {frame.shape} has an aspect beyond {MAX_FRAME_ASPECT:g}:1: not a camera frame")
+            raise ImageError(
+                f"frame of shape {frame.shape} has an aspect beyond {MAX_FRAME_ASPECT:g}:1: not a camera frame")
         if h * w > MAX_FRAME_MEGAPIXELS * 1e6:
             raise ImageTooLargeError(
                 f"frame of {w}x{h} ({h * w / 1e6:.0f} MP) exceeds {MAX_FRAME_MEGAPIXELS:g} MP: downscale it first"

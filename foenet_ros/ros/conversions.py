@@ -1,23 +1,14 @@
-"""Message conversions: ROS images <-> numpy, CameraInfo -> intrinsics, GeoEstimate -> ROS messages.
+"""rclpy messages <-> our types: a thin layer over :mod:`foenet_ros.codec` (which the bag replay uses too).
 
-No cv_bridge needed: raw ``sensor_msgs/Image`` buffers become numpy *views* (row padding in
-``step`` and the big-endian flag honoured), colour conversions that numpy cannot do as a view
-(YUV 4:2:2, Bayer demosaicing, compressed JPEG/PNG) go through OpenCV. Where ``cv_bridge`` is
-importable it can be used instead (``image_to_rgb(msg, use_cv_bridge=True)``); it is imported lazily.
+Decoding (images, CameraInfo, IMU) and the GeoEstimate -> output *fields* rules live in the
+ROS-free codec; this module only builds and reads rclpy message objects around them, so the
+node and the replay publish the same numbers for the same estimate. Also here: the builders
+only the node needs (Image/CompressedImage for tests and the debug image, markers, the tile
+cloud, diagnostics, TF).
 
-Conventions (docs/ARCHITECTURE.md):
-
-* images leave this module as ``uint8`` **RGB** ``(H, W, 3)``; OpenCV's BGR never escapes;
-* our headings are compass degrees (clockwise from true north, of the image-up direction);
-  ROS messages carry REP-103 ENU yaw: ``yaw_enu = pi/2 - radians(heading)``;
-* the ``map`` frame is a true-north ENU local tangent plane (east, north, up) whose origin is a
-  chosen point of the map (``OutputConfig.origin_xy``, given in the map's metric UTM frame).
-  Positions are converted exactly (UTM -> WGS84 -> ECEF -> topocentric ENU, pyproj), so they agree
-  with the true-north yaw; the UTM *grid* is turned against true north by the meridian
-  convergence (up to ~3 deg at zone edges), so plain UTM offsets would not. Without
-  ``OutputConfig.frame`` (tests, legacy callers) the map axes fall back to plain UTM offsets;
-* covariances are in m^2, ENU order (east, north, up); the estimate's grid covariance and
-  velocity are rotated into the map frame.
+Conventions (docs/ARCHITECTURE.md): images leave as ``uint8`` RGB ``(H, W, 3)``; headings are
+compass degrees, ROS carries REP-103 ENU yaw; the ``map`` frame is a true-north ENU tangent plane
+at ``OutputConfig.origin_xy``; covariances are m^2 in ENU order.
 
 Every malformed input raises :class:`~foenet_ros.errors.ImageError` or
 :class:`~foenet_ros.errors.CameraError` with the reason, so the node can count and report it.
@@ -27,169 +18,62 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from foenet_ros.errors import CameraError, ImageError
+from foenet_ros.codec import outputs as _out
+from foenet_ros.codec.camera import camera_info_to_intrinsics  # noqa: F401  (re-exported)
+from foenet_ros.codec.image import (  # noqa: F401  (re-exported)
+    NO_LIMITS,
+    SUPPORTED_ENCODINGS,
+    DecodeLimits,
+    compressed_to_rgb as _compressed_to_rgb,
+    encoding_info,
+    image_to_numpy,
+    image_to_rgb as _image_to_rgb,
+)
+from foenet_ros.codec.imu import (  # noqa: F401  (re-exported)
+    enu_yaw_to_heading,
+    heading_to_enu_yaw,
+    quaternion_from_rpy,
+    rpy_from_quaternion,
+)
+from foenet_ros.codec.outputs import (  # noqa: F401  (re-exported)
+    UNKNOWN_VARIANCE,
+    OutputConfig,
+    estimate_altitude,
+    map_jacobian,
+    map_xy,
+)
+from foenet_ros.errors import ImageError
 
 log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------------------------
-# Image encodings
-# --------------------------------------------------------------------------------------------
 
+def image_to_rgb(msg: Any, use_cv_bridge: bool = False, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
+    """A ``sensor_msgs/Image`` -> contiguous ``uint8`` RGB ``(H, W, 3)`` (:func:`foenet_ros.codec.image.image_to_rgb`).
 
-@dataclass(frozen=True)
-class _Encoding:
-    channels: int
-    dtype: str  # numpy base dtype ("u1" or "u2"); the byte order comes from msg.is_bigendian
-
-
-# Names as in sensor_msgs/image_encodings.hpp.
-_ENCODINGS: dict[str, _Encoding] = {
-    "rgb8": _Encoding(3, "u1"),
-    "bgr8": _Encoding(3, "u1"),
-    "rgba8": _Encoding(4, "u1"),
-    "bgra8": _Encoding(4, "u1"),
-    "rgb16": _Encoding(3, "u2"),
-    "bgr16": _Encoding(3, "u2"),
-    "mono8": _Encoding(1, "u1"),
-    "8UC1": _Encoding(1, "u1"),
-    "8UC3": _Encoding(3, "u1"),  # cv_bridge convention: an 8UC3 image is BGR
-    "mono16": _Encoding(1, "u2"),
-    "16UC1": _Encoding(1, "u2"),
-    "yuv422": _Encoding(2, "u1"),  # UYVY byte order
-    "uyvy": _Encoding(2, "u1"),
-    "yuv422_yuy2": _Encoding(2, "u1"),  # YUYV byte order
-    "yuyv": _Encoding(2, "u1"),
-    "bayer_rggb8": _Encoding(1, "u1"),
-    "bayer_bggr8": _Encoding(1, "u1"),
-    "bayer_gbrg8": _Encoding(1, "u1"),
-    "bayer_grbg8": _Encoding(1, "u1"),
-    "bayer_rggb16": _Encoding(1, "u2"),
-    "bayer_bggr16": _Encoding(1, "u2"),
-    "bayer_gbrg16": _Encoding(1, "u2"),
-    "bayer_grbg16": _Encoding(1, "u2"),
-}
-
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
-
-
-def _bayer_code(encoding: str) -> int:
-    """OpenCV demosaicing code (to RGB) for a ROS Bayer encoding.
-
-    OpenCV names Bayer patterns after the 2nd row/2nd column 2x2 block, ROS after the
-    top-left one, so ROS ``rggb`` is OpenCV ``BG`` (the same table cv_bridge uses).
-    """
-    import cv2
-
-    pattern = encoding.split("_")[1][:4]
-    return {
-        "rggb": cv2.COLOR_BayerBG2RGB,
-        "bggr": cv2.COLOR_BayerRG2RGB,
-        "gbrg": cv2.COLOR_BayerGR2RGB,
-        "grbg": cv2.COLOR_BayerGB2RGB,
-    }[pattern]
-
-
-def _bytes_per_pixel(enc: _Encoding) -> int:
-    return enc.channels * (2 if enc.dtype == "u2" else 1)
-
-
-def image_to_numpy(msg: Any) -> np.ndarray:
-    """View a ``sensor_msgs/Image`` as a numpy array in its native encoding.
-
-    Returns ``(H, W)`` for single-channel encodings (mono, Bayer) and ``(H, W, C)`` otherwise
-    (YUV 4:2:2 gives ``C = 2``); dtype ``uint8`` or native-endian ``uint16``. The array is a view
-    on ``msg.data`` where possible (no copy), so copy it if you keep it after the message.
+    With ``use_cv_bridge=True`` and cv_bridge importable, cv_bridge converts instead (after the
+    same pixel-budget check).
 
     Raises:
-        ImageError: unknown encoding, zero size, empty data, ``step`` smaller than a row, or a
-            data length that is not ``step * height``.
+        ImageError: malformed message, unknown encoding, over the pixel budget, cv_bridge failure.
     """
-    encoding = str(msg.encoding)
-    enc = _ENCODINGS.get(encoding)
-    if enc is None:
-        raise ImageError(
-            f"unknown image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)} "
-            "(or publish sensor_msgs/CompressedImage and set image_transport: compressed)"
-        )
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise ImageError(f"image has zero size ({width}x{height})")
-    data = msg.data
-    n_bytes = len(data)
-    if n_bytes == 0:
-        raise ImageError("image message has empty data")
-    row_bytes = width * _bytes_per_pixel(enc)
-    if step < row_bytes:
-        raise ImageError(
-            f"step {step} is smaller than one row ({width} px x {_bytes_per_pixel(enc)} B = {row_bytes} B) "
-            f"for encoding {encoding}"
-        )
-    if n_bytes != step * height:
-        raise ImageError(
-            f"data length {n_bytes} B does not match step*height = {step}*{height} = {step * height} B"
-        )
-    if enc.channels == 2 and width % 2:
-        raise ImageError(f"{encoding} needs an even width (2 pixels share U and V), got {width}")
-    buf = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
-    if enc.dtype == "u2":
-        wire = np.dtype((">" if bool(msg.is_bigendian) else "<") + "u2")
-        buf = np.ascontiguousarray(buf).view(wire)
-        if wire != np.dtype(np.uint16):
-            buf = buf.astype(np.uint16)  # byte-swap into native order (a copy)
-    if enc.channels == 1:
-        return buf.reshape(height, width)
-    return buf.reshape(height, width, enc.channels)
-
-
-def image_to_rgb(msg: Any, use_cv_bridge: bool = False) -> np.ndarray:
-    """Convert a ``sensor_msgs/Image`` to a contiguous ``uint8`` RGB array ``(H, W, 3)``.
-
-    16-bit data is scaled to 8 bits by dropping the low byte (``v >> 8``). With
-    ``use_cv_bridge=True`` and cv_bridge importable, cv_bridge does the conversion instead.
-
-    Raises:
-        ImageError: see :func:`image_to_numpy`, or a cv_bridge conversion failure.
-    """
-    import cv2
-
     if use_cv_bridge:
         bridge = _cv_bridge()
         if bridge is not None:
+            limits.check(int(msg.width), int(msg.height), "image")
             try:
                 return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
             except Exception as exc:  # cv_bridge raises CvBridgeError and TypeErrors
                 raise ImageError(f"cv_bridge could not convert {msg.encoding!r}: {exc}") from exc
-    encoding = str(msg.encoding)
-    arr = image_to_numpy(msg)
-    if arr.dtype == np.uint16 and not encoding.startswith("bayer"):
-        arr = (arr >> 8).astype(np.uint8)
-    if encoding == "rgb8" or encoding == "rgb16":
-        out = arr
-    elif encoding in ("bgr8", "bgr16", "8UC3"):
-        out = arr[..., ::-1]
-    elif encoding == "rgba8":
-        out = arr[..., :3]
-    elif encoding == "bgra8":
-        out = arr[..., 2::-1]
-    elif encoding in ("mono8", "8UC1", "mono16", "16UC1"):
-        out = np.repeat(arr[..., None], 3, axis=2)
-    elif encoding in ("yuv422", "uyvy"):
-        out = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_UYVY)
-    elif encoding in ("yuv422_yuy2", "yuyv"):
-        out = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_YUY2)
-    elif encoding.startswith("bayer_"):
-        out = cv2.cvtColor(np.ascontiguousarray(arr), _bayer_code(encoding))
-        if out.dtype == np.uint16:
-            out = (out >> 8).astype(np.uint8)
-    else:  # pragma: no cover - _ENCODINGS and this dispatch are kept in sync
-        raise ImageError(f"no RGB conversion for encoding {encoding!r}")
-    return np.ascontiguousarray(out)
+    return _image_to_rgb(msg, limits)
+
+
+def compressed_to_rgb(msg: Any, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` -> ``uint8`` RGB (:func:`foenet_ros.codec.image.compressed_to_rgb`)."""
+    return _compressed_to_rgb(msg, limits)
 
 
 def numpy_to_image(
@@ -211,16 +95,14 @@ def numpy_to_image(
     """
     from sensor_msgs.msg import Image
 
-    enc = _ENCODINGS.get(encoding)
-    if enc is None:
-        raise ImageError(f"unknown image encoding {encoding!r}")
+    encoding, n_channels, bps = encoding_info(encoding)
     arr = np.asarray(array)
     if arr.ndim == 2:
         arr = arr[..., None]
     height, width, channels = arr.shape
-    if channels != enc.channels:
-        raise ImageError(f"{encoding} needs {enc.channels} channel(s), array has {channels}")
-    dtype = np.dtype((">" if is_bigendian else "<") + enc.dtype)
+    if channels != n_channels:
+        raise ImageError(f"{encoding} needs {n_channels} channel(s), array has {channels}")
+    dtype = np.dtype((">" if is_bigendian else "<") + ("u2" if bps == 2 else "u1"))
     row = np.ascontiguousarray(arr.astype(dtype, copy=False)).reshape(height, -1).view(np.uint8)
     row_bytes = row.shape[1]
     step = row_bytes if step is None else int(step)
@@ -233,29 +115,9 @@ def numpy_to_image(
         msg.header = header
     msg.height, msg.width, msg.step = height, width, step
     msg.encoding = encoding
-    msg.is_bigendian = bool(is_bigendian) and enc.dtype == "u2"
+    msg.is_bigendian = bool(is_bigendian) and bps == 2
     msg.data = buf.tobytes()
     return msg
-
-
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to ``uint8`` RGB ``(H, W, 3)``.
-
-    Raises:
-        ImageError: empty data, a ``compressedDepth`` stream, or bytes OpenCV cannot decode.
-    """
-    import cv2
-
-    fmt = str(msg.format)
-    if "compressedDepth" in fmt:
-        raise ImageError(f"compressedDepth images are not camera frames (format {fmt!r})")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageError("compressed image message has empty data")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageError(f"could not decode compressed image (format {fmt!r}, {data.size} B): not JPEG/PNG?")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def rgb_to_compressed(image: np.ndarray, fmt: str = "jpeg", header: Any = None, quality: int = 90) -> Any:
@@ -307,334 +169,101 @@ def cv_bridge_available() -> bool:
     return _cv_bridge() is not None
 
 
-# --------------------------------------------------------------------------------------------
-# Camera
-# --------------------------------------------------------------------------------------------
-
-_DISTORTION_MODELS = ("", "plumb_bob", "rational_polynomial")
-
-
-def camera_info_to_intrinsics(msg: Any) -> Any:
-    """Turn a ``sensor_msgs/CameraInfo`` into a validated ``geo.CameraIntrinsics``.
-
-    Binning divides the image size, focal lengths and principal point; a set ROI crops them.
-    ``plumb_bob``/``rational_polynomial`` coefficients are passed through as OpenCV ``dist``.
-
-    Raises:
-        CameraError: NaN/inf/zero/negative K entries, a zero image size, or an unsupported
-            distortion model (e.g. ``equidistant`` fisheye).
-    """
-    from foenet_ros.geo import CameraIntrinsics
-
-    k = [float(v) for v in msg.k]
-    fx, cx, fy, cy = k[0], k[2], k[4], k[5]
-    width, height = int(msg.width), int(msg.height)
-    if not all(math.isfinite(v) for v in (fx, fy, cx, cy)):
-        raise CameraError(f"CameraInfo K has non-finite entries: fx={fx} fy={fy} cx={cx} cy={cy}")
-    if fx <= 0 or fy <= 0:
-        raise CameraError(f"CameraInfo K has a zero or negative focal length (fx={fx}, fy={fy}): uncalibrated camera?")
-    if width <= 0 or height <= 0:
-        raise CameraError(f"CameraInfo has zero image size ({width}x{height})")
-    model = str(msg.distortion_model)
-    dist = tuple(float(v) for v in msg.d)
-    if model not in _DISTORTION_MODELS:
-        raise CameraError(f"distortion model {model!r} is not supported; use plumb_bob or rational_polynomial")
-    if not all(math.isfinite(v) for v in dist):
-        raise CameraError(f"CameraInfo distortion coefficients are not finite: {dist}")
-    roi = msg.roi
-    if int(roi.width) > 0 and int(roi.height) > 0:
-        cx -= float(roi.x_offset)
-        cy -= float(roi.y_offset)
-        width, height = int(roi.width), int(roi.height)
-    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    if bx > 1 or by > 1:
-        fx, cx, width = fx / bx, cx / bx, width // bx
-        fy, cy, height = fy / by, cy / by, height // by
-    intr = CameraIntrinsics(width=width, height=height, fx=fx, fy=fy, cx=cx, cy=cy, dist=dist)
-    intr.validate()
-    return intr
-
 
 # --------------------------------------------------------------------------------------------
-# Headings and orientations
+# Orientations and GeoEstimate -> ROS messages (fields from foenet_ros.codec)
 # --------------------------------------------------------------------------------------------
-
-
-def heading_to_enu_yaw(heading_deg: float) -> float:
-    """Compass heading (deg, clockwise from north) -> REP-103 ENU yaw (rad, CCW from east) in (-pi, pi]."""
-    a = math.radians(90.0 - float(heading_deg))
-    yaw = math.atan2(math.sin(a), math.cos(a))
-    return math.pi if yaw <= -math.pi + 1e-12 else yaw  # atan2 may return -pi; keep the half-open range
-
-
-def enu_yaw_to_heading(yaw_rad: float) -> float:
-    """REP-103 ENU yaw (rad, CCW from east) -> compass heading (deg, clockwise from north) in [0, 360)."""
-    h = (90.0 - math.degrees(float(yaw_rad))) % 360.0
-    return 0.0 if h >= 360.0 else h
-
-
-def quaternion_from_rpy(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
-    """Quaternion ``(x, y, z, w)`` of intrinsic Z-Y-X (yaw, pitch, roll) Euler angles in radians."""
-    cr, sr = math.cos(roll / 2), math.sin(roll / 2)
-    cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
-    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
-    return (
-        sr * cp * cy - cr * sp * sy,
-        cr * sp * cy + sr * cp * sy,
-        cr * cp * sy - sr * sp * cy,
-        cr * cp * cy + sr * sp * sy,
-    )
-
-
-def rpy_from_quaternion(x: float, y: float, z: float, w: float) -> tuple[float, float, float]:
-    """(roll, pitch, yaw) in radians (Z-Y-X convention) from a quaternion; normalises it first.
-
-    Raises:
-        ValueError: a zero-length or non-finite quaternion.
-    """
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not math.isfinite(n) or n < 1e-9:
-        raise ValueError(f"invalid quaternion ({x}, {y}, {z}, {w})")
-    x, y, z, w = x / n, y / n, z / n, w / n
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return roll, pitch, yaw
 
 
 def imu_orientation(msg: Any) -> tuple[float, float, float] | None:
-    """``(heading_deg, roll_deg, pitch_deg)`` of the body from a ``sensor_msgs/Imu`` in ENU (REP-103/145).
+    """``(heading_deg, roll_deg, pitch_deg)`` of the body from a ``sensor_msgs/Imu`` (REP-103 roll/pitch:
+    positive pitch = nose down), ``None`` without an orientation. The node itself uses
+    :func:`foenet_ros.codec.imu.imu_reading` (camera attitude convention)."""
+    from foenet_ros.codec.imu import imu_reading
 
-    ``heading_deg`` is the compass heading of the body x (forward) axis; roll and pitch follow
-    REP-103 FLU (positive pitch = nose down). Returns ``None`` when the IMU says it has no
-    orientation (``orientation_covariance[0] == -1``) or the quaternion is invalid.
-    """
-    if len(msg.orientation_covariance) and float(msg.orientation_covariance[0]) == -1.0:
-        return None
-    q = msg.orientation
-    try:
-        roll, pitch, yaw = rpy_from_quaternion(q.x, q.y, q.z, q.w)
-    except ValueError:
-        return None
-    return enu_yaw_to_heading(yaw), math.degrees(roll), math.degrees(pitch)
-
-
-# --------------------------------------------------------------------------------------------
-# GeoEstimate -> ROS messages
-# --------------------------------------------------------------------------------------------
-
-# Variance reported for a quantity we do not estimate (roll/pitch in a pose): large, not -1,
-# because MAVROS and robot_localization treat any value >= 0 as a variance.
-UNKNOWN_VARIANCE = 1.0e6
-
-_GOOD_STATUSES = ("verified", "tracked")
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """How estimates become messages (filled from node parameters).
-
-    Attributes:
-        map_frame: frame id of the ENU map frame (REP-105 ``map``).
-        base_frame: frame id of the vehicle (``child_frame_id`` of Odometry; NavSatFix frame).
-        origin_xy: ``(x, y)`` in the index's metric (UTM) frame, metres, of the map frame origin.
-        frame: the index's :class:`~foenet_ros.geo.GeoFrame`; with it the map frame is the
-            true-north ENU tangent plane at ``origin_xy`` (see the module docstring), without it
-            plain UTM offsets from ``origin_xy`` (grid axes: exact only on the zone's central meridian).
-        ground_altitude_m: ellipsoidal height (WGS84, m) of the map's ground plane; the estimate's
-            height above ground is added to it for NavSatFix altitudes.
-        alt_sigma_m: 1-sigma of the altitude (m) when the altitude is known.
-        yaw_sigma_deg: 1-sigma of the yaw when the estimate does not carry its own.
-        publish_retrieval: publish fixes of ``retrieval`` status (unverified best tile) or not.
-    """
-
-    map_frame: str = "map"
-    base_frame: str = "base_link"
-    origin_xy: tuple[float, float] = (0.0, 0.0)
-    ground_altitude_m: float = 0.0
-    alt_sigma_m: float = 5.0
-    yaw_sigma_deg: float = 10.0
-    publish_retrieval: bool = True
-    frame: Any = None
-
-
-@lru_cache(maxsize=8)
-def _enu_transformer(frame: Any, origin_xy: tuple[float, float]) -> Any:
-    """pyproj pipeline WGS84 lon/lat/h (deg, m) -> topocentric ENU (m) at the origin (on the ellipsoid)."""
-    from pyproj import Transformer
-
-    lon0, lat0 = frame.to_lonlat(float(origin_xy[0]), float(origin_xy[1]))
-    return Transformer.from_pipeline(
-        "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad +step +proj=cart +ellps=WGS84 "
-        f"+step +proj=topocentric +ellps=WGS84 +lon_0={lon0!r} +lat_0={lat0!r} +h_0=0"
-    )
-
-
-def map_xy(cfg: OutputConfig, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Metric (UTM) frame ``x, y`` (m, scalars or arrays) -> map frame east/north (m) per ``cfg``."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if cfg.frame is None:
-        return x - cfg.origin_xy[0], y - cfg.origin_xy[1]
-    lon, lat = cfg.frame.to_lonlat(x, y)
-    e, n, _ = _enu_transformer(cfg.frame, tuple(float(v) for v in cfg.origin_xy)).transform(
-        np.asarray(lon, np.float64), np.asarray(lat, np.float64), np.zeros(np.shape(lon)))
-    return np.asarray(e), np.asarray(n)
-
-
-def map_jacobian(cfg: OutputConfig, x: float, y: float) -> np.ndarray:
-    """``(2, 2)`` d(east, north)/d(x, y) at a metric-frame point: rotates grid vectors (covariances,
-    velocities) into the map frame (the meridian convergence, and the UTM scale factor)."""
-    if cfg.frame is None or not (math.isfinite(x) and math.isfinite(y)):
-        return np.eye(2)
-    e, n = map_xy(cfg, np.array([x, x + 1.0, x]), np.array([y, y, y + 1.0]))
-    return np.array([[e[1] - e[0], e[2] - e[0]], [n[1] - n[0], n[2] - n[0]]])
-
-
-def _finite(v: Any) -> bool:
-    return v is not None and math.isfinite(float(v))
+    r = imu_reading(msg)
+    return None if r is None else (r.heading_deg, r.roll_deg, -r.pitch_deg)
 
 
 def estimate_is_usable(est: Any, cfg: OutputConfig = OutputConfig()) -> bool:
-    """Whether an estimate carries a position worth publishing (not ``lost``, finite lat/lon)."""
-    status = str(getattr(est, "status", "lost"))
-    if status == "lost" or not (_finite(getattr(est, "lat", None)) and _finite(getattr(est, "lon", None))):
-        return False
-    return status in _GOOD_STATUSES or (status == "retrieval" and cfg.publish_retrieval)
-
-
-def _cov_xy(est: Any) -> np.ndarray:
-    raw = getattr(est, "cov_xy", None)
-    cov = np.full((2, 2), np.nan) if raw is None else np.asarray(raw, float)
-    if cov.shape != (2, 2) or not np.all(np.isfinite(cov)):
-        sigma = float(getattr(est, "sigma_m", float("nan")))
-        sigma = sigma if math.isfinite(sigma) else 1.0e3
-        cov = np.diag([sigma**2, sigma**2])
-    return 0.5 * (cov + cov.T)  # symmetric by construction, never by luck
-
-
-def _yaw_sigma_rad(est: Any, cfg: OutputConfig) -> float:
-    s = getattr(est, "heading_sigma_deg", None)
-    return math.radians(float(s) if _finite(s) else cfg.yaw_sigma_deg)
-
-
-def estimate_altitude(est: Any, cfg: OutputConfig) -> float:
-    """Ellipsoidal altitude (m) of the estimate, NaN when its height above ground is unknown."""
-    alt = getattr(est, "alt_m", None)
-    return cfg.ground_altitude_m + float(alt) if _finite(alt) else float("nan")
+    """Whether an estimate is published as a fix (:func:`foenet_ros.codec.outputs.is_fix`)."""
+    return _out.is_fix(est, cfg)
 
 
 def estimate_to_navsatfix(est: Any, header: Any, cfg: OutputConfig = OutputConfig()) -> Any:
-    """``sensor_msgs/NavSatFix`` from a GeoEstimate.
+    """``sensor_msgs/NavSatFix`` from a GeoEstimate (:func:`foenet_ros.codec.outputs.navsatfix_fields`)."""
+    from sensor_msgs.msg import NavSatFix
 
-    * status: ``STATUS_FIX`` for verified/tracked/retrieval estimates, ``STATUS_NO_FIX`` when lost;
-    * altitude: ellipsoidal (``ground_altitude_m`` + height above ground), NaN when unknown;
-    * covariance: ENU m^2, row-major, E/N block from the estimate's ``cov_xy``; type
-      ``DIAGONAL_KNOWN`` when the E/N block is diagonal, ``APPROXIMATED`` otherwise (it is a
-      filter estimate), ``UNKNOWN`` for a lost estimate.
-    """
-    from sensor_msgs.msg import NavSatFix, NavSatStatus
-
+    f = _out.navsatfix_fields(est, cfg)
     msg = NavSatFix()
     msg.header = header
     msg.header.frame_id = cfg.base_frame
-    usable = estimate_is_usable(est, cfg)
-    msg.status.status = NavSatStatus.STATUS_FIX if usable else NavSatStatus.STATUS_NO_FIX
+    msg.status.status = f.status
     msg.status.service = 0  # not a satellite service
-    if not usable:
-        msg.latitude = msg.longitude = msg.altitude = float("nan")
-        msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
-        return msg
-    msg.latitude, msg.longitude = float(est.lat), float(est.lon)
-    msg.altitude = estimate_altitude(est, cfg)
-    cov = _cov_xy(est)
-    alt_var = cfg.alt_sigma_m**2 if math.isfinite(msg.altitude) else UNKNOWN_VARIANCE
-    msg.position_covariance = [
-        float(cov[0, 0]), float(cov[0, 1]), 0.0,
-        float(cov[1, 0]), float(cov[1, 1]), 0.0,
-        0.0, 0.0, float(alt_var),
-    ]  # fmt: skip
-    diagonal = abs(cov[0, 1]) <= 1e-9 * max(1.0, abs(cov[0, 0]), abs(cov[1, 1]))
-    msg.position_covariance_type = (
-        NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN if diagonal else NavSatFix.COVARIANCE_TYPE_APPROXIMATED
-    )
+    msg.latitude, msg.longitude, msg.altitude = f.latitude, f.longitude, f.altitude
+    msg.position_covariance = list(f.position_covariance)
+    msg.position_covariance_type = f.position_covariance_type
     return msg
 
 
-def _pose_and_cov(est: Any, cfg: OutputConfig) -> tuple[Any, list[float]]:
+def _pose(f: _out.PoseFields) -> Any:
     from geometry_msgs.msg import Pose
 
     pose = Pose()
-    e, n = map_xy(cfg, float(est.x), float(est.y))
-    pose.position.x, pose.position.y = float(e), float(n)
-    alt = getattr(est, "alt_m", None)
-    pose.position.z = float(alt) if _finite(alt) else 0.0
-    heading = getattr(est, "heading_deg", None)
-    yaw = heading_to_enu_yaw(float(heading)) if _finite(heading) else 0.0
-    qx, qy, qz, qw = quaternion_from_rpy(0.0, 0.0, yaw)
-    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = qx, qy, qz, qw
-    J = map_jacobian(cfg, float(est.x), float(est.y))
-    cov_xy = J @ _cov_xy(est) @ J.T  # grid axes -> true-north map axes
-    cov = np.zeros((6, 6))
-    cov[:2, :2] = cov_xy
-    cov[2, 2] = cfg.alt_sigma_m**2 if _finite(alt) else UNKNOWN_VARIANCE
-    cov[3, 3] = cov[4, 4] = UNKNOWN_VARIANCE  # roll, pitch: not estimated
-    cov[5, 5] = _yaw_sigma_rad(est, cfg) ** 2 if _finite(heading) else UNKNOWN_VARIANCE
-    return pose, [float(v) for v in cov.ravel()]
+    pose.position.x, pose.position.y, pose.position.z = f.position
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = f.orientation
+    return pose
 
 
 def estimate_to_pose(est: Any, header: Any, cfg: OutputConfig = OutputConfig()) -> Any:
-    """``geometry_msgs/PoseWithCovarianceStamped`` in the ENU map frame.
-
-    Position: east/north in the map frame (true-north ENU at ``origin_xy``, see the module
-    docstring), z = height above the map's ground plane.
-    Orientation: yaw = ENU yaw of the image-up direction (roll = pitch = 0 with unknown variance).
-    Covariance (6x6, x y z roll pitch yaw): E/N block from ``cov_xy``.
-    """
+    """``geometry_msgs/PoseWithCovarianceStamped`` in the map frame (:func:`foenet_ros.codec.outputs.pose_fields`)."""
     from geometry_msgs.msg import PoseWithCovarianceStamped
 
+    f = _out.pose_fields(est, cfg)
     msg = PoseWithCovarianceStamped()
     msg.header = header
     msg.header.frame_id = cfg.map_frame
-    msg.pose.pose, msg.pose.covariance = _pose_and_cov(est, cfg)
+    msg.pose.pose = _pose(f)
+    msg.pose.covariance = list(f.covariance)
     return msg
 
 
 def estimate_to_odometry(est: Any, header: Any, cfg: OutputConfig = OutputConfig()) -> Any:
-    """``nav_msgs/Odometry``: the pose as in :func:`estimate_to_pose`, twist from the tracker.
-
-    The twist is expressed in ``child_frame_id`` (the body frame, per nav_msgs), so the map-frame
-    velocity is rotated by the yaw; an unknown velocity gets zero twist with unknown variance.
-    """
+    """``nav_msgs/Odometry``: the pose as in :func:`estimate_to_pose`, twist in the body frame from the tracker."""
     from nav_msgs.msg import Odometry
 
+    f = _out.pose_fields(est, cfg)
+    tw = _out.twist_fields(est, cfg)
     msg = Odometry()
     msg.header = header
     msg.header.frame_id = cfg.map_frame
     msg.child_frame_id = cfg.base_frame
-    msg.pose.pose, msg.pose.covariance = _pose_and_cov(est, cfg)
-    vel = getattr(est, "velocity_xy", None)
-    tcov = np.zeros((6, 6))
-    tcov[2, 2] = tcov[3, 3] = tcov[4, 4] = tcov[5, 5] = UNKNOWN_VARIANCE
-    if vel is not None and np.all(np.isfinite(np.asarray(vel, float))):
-        # the tracker's velocity is along the UTM grid axes: rotate it into the true-north map axes
-        J = map_jacobian(cfg, float(est.x), float(est.y))
-        ve, vn = (float(v) for v in J @ np.asarray(vel, float)[:2])
-        heading = getattr(est, "heading_deg", None)
-        yaw = heading_to_enu_yaw(float(heading)) if _finite(heading) else 0.0
-        c, s = math.cos(yaw), math.sin(yaw)
-        msg.twist.twist.linear.x = c * ve + s * vn
-        msg.twist.twist.linear.y = -s * ve + c * vn
-        vcov = getattr(est, "cov_velocity", None)
-        vcov = np.asarray(vcov, float) if vcov is not None else None
-        if vcov is not None and vcov.shape == (2, 2) and np.all(np.isfinite(vcov)):
-            rot = np.array([[c, s], [-s, c]])
-            tcov[:2, :2] = rot @ J @ vcov @ J.T @ rot.T
-        else:
-            tcov[0, 0] = tcov[1, 1] = UNKNOWN_VARIANCE
-    else:
-        tcov[0, 0] = tcov[1, 1] = UNKNOWN_VARIANCE
-    msg.twist.covariance = [float(v) for v in tcov.ravel()]
+    msg.pose.pose = _pose(f)
+    msg.pose.covariance = list(f.covariance)
+    msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = tw.linear
+    msg.twist.covariance = list(tw.covariance)
     return msg
+
+
+def transform_to_msg(tf: _out.TransformFields, stamp: Any) -> Any:
+    """``geometry_msgs/TransformStamped`` from transform fields."""
+    from geometry_msgs.msg import TransformStamped
+
+    msg = TransformStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = tf.parent
+    msg.child_frame_id = tf.child
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = tf.translation
+    r = msg.transform.rotation
+    r.x, r.y, r.z, r.w = tf.rotation
+    return msg
+
+
+def odometry_to_transform(msg: Any) -> _out.TransformFields:
+    """``odom -> base_link`` from a ``nav_msgs/Odometry`` of the local odometry source."""
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    return _out.TransformFields(str(msg.header.frame_id) or "odom", str(msg.child_frame_id) or "base_link",
+                                (float(p.x), float(p.y), float(p.z)), (float(q.x), float(q.y), float(q.z), float(q.w)))
 
 
 def append_to_path(path_msg: Any, pose_msg: Any, max_length: int) -> Any:

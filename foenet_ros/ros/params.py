@@ -14,9 +14,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from foenet_ros.codec import topics as names
+from foenet_ros.codec.autopilot import GpsInputConfig, PropagationConfig
+from foenet_ros.codec.image import DecodeLimits
+from foenet_ros.codec.outputs import OutputConfig
 from foenet_ros.errors import ConfigError
+from foenet_ros.ros.health import HealthLimits
 
 LOCALIZER_PREFIX = "localizer."
+# Defaults shared with the bag replay and the codec: one source of truth each.
+_OUT, _DEC, _HEALTH, _GPS, _PROP = OutputConfig(), DecodeLimits(), HealthLimits(), GpsInputConfig(), PropagationConfig()
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,25 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("index_dir", "", "Tile index directory (from `foenet build-index`); empty = not configured (ERROR in diagnostics)"),
     ParamSpec("model_path", "", "FOENet checkpoint directory; empty = the bundled default model (must match the index)"),
     ParamSpec("device", "auto", "Inference device: auto | cpu | cuda | cuda:N"),
+    ParamSpec("inference", "auto", "FOENet runtime: auto = ONNX Runtime on the CPU when onnxruntime is installed and device is "
+              "auto/cpu (no torch in the node: ~600 MiB less RSS; the model is exported once into the user cache), else "
+              "PyTorch | onnx | torch", choices=("auto", "onnx", "torch")),
     ParamSpec("index_retry_s", 5.0, "Seconds between attempts to load a missing/mismatched index", (0.5, 3600.0)),
     # --- inputs ----------------------------------------------------------------------------------
-    ParamSpec("image_topic", "camera/image_raw", "Camera image topic (relative names follow the namespace)", read_only=True),
+    ParamSpec("image_topic", names.CAMERA_IMAGE, "Camera image topic (relative names follow the namespace)", read_only=True),
     ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on image_topic + '/compressed'",
               choices=("raw", "compressed"), read_only=True),
-    ParamSpec("camera_info_topic", "camera/camera_info", "sensor_msgs/CameraInfo topic; empty = none (hfov_deg or no intrinsics)", read_only=True),
+    ParamSpec("camera_qos", "auto", "Camera subscription reliability: auto = match the publisher (RELIABLE when every publisher "
+              "is reliable, else BEST_EFFORT; re-matched when publishers change); reliable | best_effort = fixed, and then "
+              "qos_overrides.<topic>.subscription.{reliability,depth,history} apply. Depth 1 (newest frame wins)",
+              choices=("auto", "reliable", "best_effort"), read_only=True),
+    ParamSpec("camera_info_topic", names.CAMERA_INFO_TOPIC, "sensor_msgs/CameraInfo topic; empty = none (hfov_deg or no intrinsics)", read_only=True),
+    ParamSpec("max_image_megapixels", _DEC.max_megapixels, "Frames with more pixels (from the message / the JPEG/PNG header) "
+              "are rejected before decoding and counted as malformed", (0.1, 1000.0)),
+    ParamSpec("max_image_side", _DEC.max_side, "Frames with a longer side are downscaled to it once, at decoding (0 = never)",
+              (0, 20000)),
+    ParamSpec("time_jump_s", 1.0, "A frame stamp this far behind the last one, confirmed by the next frame, is a time jump "
+              "(bag loop): the track is reset; smaller steps back are out-of-order frames and dropped", (0.05, 3600.0)),
     ParamSpec("use_cv_bridge", False, "Convert raw images with cv_bridge when it is importable (numpy otherwise)"),
     ParamSpec("hfov_deg", 0.0, "Horizontal field of view used when no valid CameraInfo arrived (0 = none: the image centre is reported)", (0.0, 179.0)),
     ParamSpec("heading_topic", "", "Optional heading source topic; empty = unknown heading (several rotations are searched)", read_only=True),
@@ -65,7 +85,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("altitude_type", "float64", "float64: std_msgs/Float64 metres (e.g. /mavros/global_position/rel_alt); range: sensor_msgs/Range",
               choices=("float64", "range"), read_only=True),
     ParamSpec("altitude_timeout_s", 1.0, "An altitude older than this is ignored", (0.0, 60.0)),
-    ParamSpec("gnss_topic", "", "Optional GNSS sensor_msgs/NavSatFix used as a search prior while healthy; empty = none", read_only=True),
+    ParamSpec("gnss_topic", "", "Optional GNSS sensor_msgs/NavSatFix used as a search prior while healthy (invalid "
+              "lat/lon/sigma are ignored with a WARN); empty = none", read_only=True),
     ParamSpec("gnss_max_sigma_m", 30.0, "A GNSS fix is healthy when its 1-sigma horizontal error is at most this (m)", (0.1, 10000.0)),
     ParamSpec("gnss_default_sigma_m", 10.0, "1-sigma assumed for a GNSS fix without covariance (m)", (0.1, 10000.0)),
     ParamSpec("gnss_timeout_s", 2.0, "A GNSS fix older than this is not used", (0.0, 60.0)),
@@ -77,27 +98,77 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("map_origin_lon", math.nan, "Longitude (deg) of the map frame origin; NaN = the centre of the indexed map", (-180.0, 180.0), allow_nan=True),
     ParamSpec("ground_altitude_m", 0.0, "Ellipsoidal (WGS84) height of the map's ground plane, m; added to the height above ground in NavSatFix", (-1000.0, 9000.0)),
     ParamSpec("geoid_separation_m", 0.0, "Ellipsoid minus mean-sea-level height (EGM96 N) at the map, m; for AMSL outputs (GPS_INPUT, PX4)", (-200.0, 200.0)),
-    ParamSpec("alt_sigma_m", 5.0, "1-sigma of the reported altitude, m", (0.01, 1000.0)),
-    ParamSpec("yaw_sigma_deg", 10.0, "1-sigma of the reported yaw, degrees", (0.01, 180.0)),
-    ParamSpec("publish_retrieval", True, "Publish coarse retrieval-only fixes (large covariance); false = only verified/tracked"),
-    ParamSpec("publish_lost", True, "Publish a STATUS_NO_FIX NavSatFix for frames without a position"),
+    ParamSpec("alt_sigma_m", _OUT.alt_sigma_m, "1-sigma of the reported altitude, m", (0.1, 1000.0)),
+    ParamSpec("yaw_sigma_deg", _OUT.yaw_sigma_deg, "1-sigma of the reported yaw, degrees", (0.5, 180.0)),
+    ParamSpec("publish_retrieval", _OUT.publish_retrieval, "Opt-in: retrieval-only (unverified, coarse) estimates become a "
+              "fix everywhere (NavSatFix STATUS_FIX, pose, TF, a 2D GPS_INPUT fix); false = only verified/tracked are fixes"),
+    ParamSpec("publish_lost", True, "Publish a STATUS_NO_FIX NavSatFix for frames without a fix"),
     ParamSpec("publish_odometry", True, "Publish ~/odometry (nav_msgs/Odometry)"),
     ParamSpec("publish_path", True, "Publish ~/path (nav_msgs/Path)"),
     ParamSpec("path_max_length", 2000, "Poses kept in ~/path", (1, 1000000)),
     ParamSpec("publish_candidates", True, "Publish ~/candidates (MarkerArray of the top-k tiles)"),
     ParamSpec("publish_map_tiles", True, "Publish ~/map_tiles (PointCloud2 of tile centres, transient-local, once per index)"),
     ParamSpec("debug_image_max_side", 960, "Longer side of ~/debug_image in pixels (rendered only while subscribed)", (64, 4096)),
-    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics", (0.05, 60.0), read_only=True),
+    ParamSpec("publish_tf", "off", "TF on /tf (tf2_msgs/TFMessage): off (robot_localization or another node owns the tree) | "
+              "map_to_base (map -> base_frame) | map_to_odom (map -> odom, with odom -> base_frame from odom_topic)",
+              choices=("off", "map_to_base", "map_to_odom"), read_only=True),
+    ParamSpec("odom_topic", "", "nav_msgs/Odometry of the local odometry (odom -> base_frame), needed for publish_tf: map_to_odom",
+              read_only=True),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics (steady clock)", (0.05, 60.0), read_only=True),
+    # --- health ------------------------------------------------------------------------------------
+    ParamSpec("frame_timeout_s", _HEALTH.frame_timeout_s, "Diagnostics WARN when no camera frame arrived for this long", (0.1, 600.0)),
+    ParamSpec("camera_info_timeout_s", _HEALTH.camera_info_timeout_s, "Diagnostics WARN when camera_info_topic is set but no "
+              "valid CameraInfo arrived for this long", (0.1, 600.0)),
+    ParamSpec("fix_timeout_s", _HEALTH.fix_timeout_s, "Diagnostics WARN when frames arrive but the last fix is older than this",
+              (0.1, 3600.0)),
+    ParamSpec("starved_s", _HEALTH.starved_s, "Diagnostics ERROR when frames arrive but none was localised for this long",
+              (1.0, 3600.0)),
+    ParamSpec("lost_frames_warn", _HEALTH.lost_frames_warn, "Diagnostics WARN when this share of the camera's frames never "
+              "arrived (stamp gaps against the stream's rate)", (0.01, 1.0)),
     # --- flight-stack adapters -------------------------------------------------------------------
     ParamSpec("mavlink_url", "", "MAVLink GPS_INPUT output (pymavlink URL: udpout:HOST:PORT, /dev/ttyACM0,921600, ...); empty = off", read_only=True),
-    ParamSpec("mavlink_rate_hz", 5.0, "Most GPS_INPUT messages per second", (0.1, 50.0), read_only=True),
+    ParamSpec("mavlink_rate_hz", _GPS.rate_hz, "GPS_INPUT messages per second, steady (steady-clock timer; the newest "
+              "estimate propagated to the send time); ArduPilot wants >= 5", (1.0, 50.0), read_only=True),
+    ParamSpec("mavlink_stale_s", _PROP.stale_s, "GPS_INPUT says NO_FIX when the newest fix's frame is older than this", (0.1, 30.0)),
     ParamSpec("mavlink_gps_id", 0, "GPS_INPUT gps_id (instance)", (0, 255), read_only=True),
     ParamSpec("mavlink_satellites", 10, "satellites_visible reported with a fix (ArduPilot checks want >= 6)", (0, 255), read_only=True),
     ParamSpec("mavlink_source_system", 1, "Our MAVLink system id", (1, 255), read_only=True),
     ParamSpec("mavlink_source_component", 197, "Our MAVLink component id (197 = visual inertial odometry)", (1, 255), read_only=True),
     ParamSpec("px4_aux_global_position", False, "Publish px4_msgs aux global position (needs px4_msgs; logs why when absent)", read_only=True),
     ParamSpec("px4_topic", "/fmu/in/aux_global_position", "PX4 uXRCE-DDS topic of the aux global position", read_only=True),
+    ParamSpec("px4_source_id", 1, "AuxGlobalPosition id (one per aux source; EKF2_AGP* parameters of that instance)", (0, 255),
+              read_only=True),
 )
+
+
+# Safety envelope of the localizer.* parameters: bounds that keep integrity on (a verified fix needs
+# real evidence; the covariance never collapses; the gate stays a gate). Fields not listed get a
+# generic range; LocalizerConfig validates its own invariants on top.
+LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
+    "unknown_heading_rotations": (1, 36),
+    "upright_hypotheses": (0, 64),
+    "min_inliers": (12, 10000),
+    "min_inliers_upright": (8, 10000),
+    "strong_inliers": (20, 100000),
+    "min_spread": (0.05, 1.0),
+    "ratio": (0.5, 0.9),
+    "ransac_px": (0.5, 10.0),
+    "sigma_floor_m": (0.5, 1000.0),
+    "sigma_scale": (1.0, 100.0),
+    "bootstrap": (4, 1000),
+    "no_intrinsics_sigma_frac": (0.05, 1.0),
+    "ambiguity_frac": (0.3, 1.0),
+    "retrieval_max_sigma_m": (1.0, 100000.0),
+    "retrieval_min_margin": (0.0, 1.0),
+    "dedup_frac": (0.0, 1.0),
+    "gate_chi2": (5.99, 100.0),
+    "gate_sigmas": (1.0, 100.0),
+    "max_misses": (1, 1000),
+    "max_track_sigma_m": (1.0, 100000.0),
+    "accel_sigma": (0.1, 100.0),
+    "coast_accel_sigma": (0.1, 100.0),
+    "refused_fix_weight": (0.0, 1.0),
+}
 
 
 def _localizer_specs() -> tuple[ParamSpec, ...]:
@@ -115,10 +186,15 @@ def _localizer_specs() -> tuple[ParamSpec, ...]:
         rng: tuple[float, float] | None = None
         if isinstance(default, bool):
             pass
+        elif f.name in LOCALIZER_RANGES:
+            lo, hi = LOCALIZER_RANGES[f.name]
+            # never a range that excludes the (lead-owned) default: widen to it, loudly in the tests
+            lo, hi = min(lo, default), max(hi, default)
+            rng = (int(lo), int(hi)) if isinstance(default, int) else (float(lo), float(hi))
         elif isinstance(default, int):
             rng = (1, 100000)
         elif isinstance(default, float):
-            rng = (0.0, 1.0e6) if f.name not in ("ratio", "dedup_frac", "ambiguity_frac") else (0.0, 1.0)
+            rng = (0.0, 1.0e6)
         specs.append(ParamSpec(LOCALIZER_PREFIX + f.name, default, desc, rng, choices))
     return tuple(specs)
 
@@ -188,6 +264,10 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
     for name in ("image_topic", "map_frame", "base_frame"):
         if not vals[name].strip():
             raise ConfigError(f"parameter {name} must not be empty")
+    if vals["publish_tf"] == "map_to_odom" and not vals["odom_topic"].strip():
+        raise ConfigError("publish_tf: map_to_odom needs odom_topic (nav_msgs/Odometry of odom -> base_frame)")
+    if vals["max_image_side"] and vals["max_image_side"] < 64:
+        raise ConfigError(f"parameter max_image_side = {vals['max_image_side']} must be 0 (off) or >= 64")
     from foenet_ros.localize.config import LocalizerConfig
 
     loc_kwargs = {k[len(LOCALIZER_PREFIX) :]: v for k, v in vals.items() if k.startswith(LOCALIZER_PREFIX)}
@@ -205,6 +285,7 @@ _SECTIONS = {
     "index_dir": "What to localise against",
     "image_topic": "Inputs (topic names are relative: they follow the node's namespace; remap in the launch file)",
     "map_frame": "Outputs: frames, altitude, covariance, what to publish",
+    "frame_timeout_s": "Health: when /diagnostics goes WARN / ERROR (steady clock)",
     "mavlink_url": "Flight-stack adapters (optional; see docs/ros.md for ArduPilot/PX4/MAVROS recipes)",
 }
 

@@ -38,3 +38,22 @@ def flip_bytes(path: Path, offset: int, n: int = 16) -> None:
     for i in range(offset, offset + n):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+DELETE = object()  # set_path value: remove the key
+
+
+def set_path(path: list, value):
+    """An edit function for nested JSON: ``set_path(["model", "dim"], 5)(doc)`` sets (or deletes) one value."""
+
+    def edit(doc):
+        d = doc
+        for key in path[:-1]:
+            d = d[key]
+        if value is DELETE:
+            del d[path[-1]]
+        else:
+            d[path[-1]] = value
+        return doc
+
+    return edit

@@ -12,6 +12,8 @@ from foenet_ros.errors import CheckpointError
 from foenet_ros.model import load_checkpoint, read_checkpoint_config
 from foenet_ros.model.checkpoint import default_model_dir
 
+from .faultlib import DELETE, set_path
+
 
 @pytest.fixture()
 def ckpt(tmp_path):
@@ -24,45 +26,29 @@ def _doc(ckpt):
     return json.loads((ckpt / "config.json").read_text())
 
 
-def _edit(path, value):
-    def edit(doc):
-        d = doc
-        for key in path[:-1]:
-            d = d[key]
-        if value is _DELETE:
-            del d[path[-1]]
-        else:
-            d[path[-1]] = value
-        return doc
-
-    return edit
-
-
-_DELETE = object()
-
 CASES = [
     ("whole file a list", lambda d: [], "must hold a JSON object, got list"),
     ("whole file a number", lambda d: 3, "must hold a JSON object, got int"),
-    ("format missing", _edit(["format"], _DELETE), "unsupported checkpoint format None"),
-    ("version as string", _edit(["format_version"], "1"), "unsupported checkpoint format"),
-    ("version as bool", _edit(["format_version"], True), "unsupported checkpoint format"),
-    ("config missing", _edit(["config"], _DELETE), "missing the model 'config' section"),
-    ("config a list", _edit(["config"], [1, 2]), "config must be an object, got list"),
-    ("input size a string", _edit(["config", "input_size"], "160"), "config.input_size must be an integer"),
-    ("input size huge", _edit(["config", "input_size"], 10**9), r"config.input_size must be in \[32, 4096\]"),
-    ("dim negative", _edit(["config", "dim"], -1), r"config.dim must be in"),
-    ("dim a float", _edit(["config", "dim"], 256.0), "config.dim must be an integer"),
-    ("use_osm as int", _edit(["config", "use_osm"], 1), "config.use_osm must be true or false"),
-    ("backbone null", _edit(["config", "backbone"], None), "config.backbone must be a non-empty string"),
-    ("gem_p NaN", _edit(["config", "gem_p"], float("nan")), "config.gem_p must be a finite number"),
-    ("mean short", _edit(["config", "mean"], [0.5]), "config.mean must be a list of 3 finite numbers"),
-    ("std zero", _edit(["config", "std"], [0.0, 0.2, 0.2]), r"config.std must be in"),
-    ("unknown field", _edit(["config", "layers"], 3), "unknown field 'layers'"),
-    ("groups do not divide", _edit(["config", "osm_groups"], 7), "invalid model config: osm_channels"),
-    ("unknown backbone", _edit(["config", "backbone"], "no_such_net_xyz"), "cannot be built: unknown backbone"),
-    ("fingerprint a list", _edit(["fingerprint"], []), "fingerprint must be a non-empty string"),
-    ("train a string", _edit(["train"], "yes"), "train must be an object"),
-    ("descriptor_dim zero", _edit(["descriptor_dim"], 0), "descriptor_dim must be a positive integer"),
+    ("format missing", set_path(["format"], DELETE), "unsupported checkpoint format None"),
+    ("version as string", set_path(["format_version"], "1"), "unsupported checkpoint format"),
+    ("version as bool", set_path(["format_version"], True), "unsupported checkpoint format"),
+    ("config missing", set_path(["config"], DELETE), "missing the model 'config' section"),
+    ("config a list", set_path(["config"], [1, 2]), "config must be an object, got list"),
+    ("input size a string", set_path(["config", "input_size"], "160"), "config.input_size must be an integer"),
+    ("input size huge", set_path(["config", "input_size"], 10**9), r"config.input_size must be in \[32, 4096\]"),
+    ("dim negative", set_path(["config", "dim"], -1), r"config.dim must be in"),
+    ("dim a float", set_path(["config", "dim"], 256.0), "config.dim must be an integer"),
+    ("use_osm as int", set_path(["config", "use_osm"], 1), "config.use_osm must be true or false"),
+    ("backbone null", set_path(["config", "backbone"], None), "config.backbone must be a non-empty string"),
+    ("gem_p NaN", set_path(["config", "gem_p"], float("nan")), "config.gem_p must be a finite number"),
+    ("mean short", set_path(["config", "mean"], [0.5]), "config.mean must be a list of 3 finite numbers"),
+    ("std zero", set_path(["config", "std"], [0.0, 0.2, 0.2]), r"config.std must be in"),
+    ("unknown field", set_path(["config", "layers"], 3), "unknown field 'layers'"),
+    ("groups do not divide", set_path(["config", "osm_groups"], 7), "invalid model config: osm_channels"),
+    ("unknown backbone", set_path(["config", "backbone"], "no_such_net_xyz"), "cannot be built: unknown backbone"),
+    ("fingerprint a list", set_path(["fingerprint"], []), "fingerprint must be a non-empty string"),
+    ("train a string", set_path(["train"], "yes"), "train must be an object"),
+    ("descriptor_dim zero", set_path(["descriptor_dim"], 0), "descriptor_dim must be a positive integer"),
 ]
 
 
@@ -102,7 +88,7 @@ def test_every_field_mutated_never_gives_a_traceback(ckpt):
     outcomes = {"ok": 0, "refused": 0}
     for path in paths:
         for value in bad_values:
-            mutated = _edit(path, value)(json.loads(json.dumps(doc)))
+            mutated = set_path(path, value)(json.loads(json.dumps(doc)))
             (ckpt / "config.json").write_text(json.dumps(mutated))
             try:
                 read_checkpoint_config(ckpt)

@@ -77,7 +77,8 @@ def _err(est, pose) -> float:
 # ---------------------------------------------------------------------- hole 2: priors
 BAD_PRIORS = [
     (95.0, 38.25), (47.0, 1e308), (math.nan, math.nan), (math.inf, 8.5), (47.0, 8.5, -5.0), (47.0, 8.5, 0.0),
-    (47.0, 8.5, math.nan), (47.0, 8.5, 1e9), ("47", "8"), (47.0,), (1, 2, 3, 4), {"lat": 47.0}, {"lon": 1.0, "lat": -91},
+    (47.0, 8.5, math.nan), (47.0, 8.5, 1e9), ("47", "8"), (47.0,), (1, 2, 3, 4), {"lat": 47.0},
+    {"lon": 1.0, "lat": -91},
     object(), 5, Prior(95.0, 0.0, 50.0), Prior(47.0, 8.5, -1.0),
 ]
 
@@ -260,10 +261,12 @@ def test_cli_refuses_bad_flags_in_one_line(index_dir, frame_png, flags, needles)
 
 def test_cli_camera_info_with_impossible_values(index_dir, frame_png, tmp_path):
     yaml_path = tmp_path / "cam.yaml"
-    for k, match in (([1e12, 0, 320, 0, 1e12, 240, 0, 0, 1], "fx=1e+12"), ([500, 0, 320, 0, 500, 240, 0, 0, 1], "k1=1e+06")):
+    cases = (([1e12, 0, 320, 0, 1e12, 240, 0, 0, 1], "fx=1e+12"), ([500, 0, 320, 0, 500, 240, 0, 0, 1], "k1=1e+06"))
+    for k, match in cases:
         dist = [0.0] * 5 if "fx" in match else [1e6, 0, 0, 0, 0]
         yaml_path.write_text(f"image_width: 640\nimage_height: 480\ncamera_matrix: {{rows: 3, cols: 3, data: {k}}}\n"
-                             f"distortion_model: plumb_bob\ndistortion_coefficients: {{rows: 1, cols: 5, data: {dist}}}\n")
+                             "distortion_model: plumb_bob\n"
+                             f"distortion_coefficients: {{rows: 1, cols: 5, data: {dist}}}\n")
         res = _cli(["--index", str(index_dir), "--device", "cpu", "--camera-info", str(yaml_path), str(frame_png)],
                    timeout=120)
         _one_line_error(res, match, str(yaml_path))

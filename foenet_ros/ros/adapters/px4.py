@@ -2,15 +2,18 @@
 
 Needs ``px4_msgs`` matching the PX4 firmware (built in your ROS workspace). PX4 >= 1.17 uses
 ``px4_msgs/AuxGlobalPosition``; 1.16 used ``px4_msgs/VehicleGlobalPosition`` on the same topic;
-whichever the installed px4_msgs has is used. Enable fusion on the PX4 side with ``EKF2_AGP_CTRL``
-(and ``EKF2_AGP_NOISE`` / gates as needed). Where px4_msgs is not importable,
+whichever the installed px4_msgs has is used. ``timestamp_sample`` is the camera frame's capture
+time, ``id`` the ``px4_source_id`` parameter. PX4 side (docs/ros.md): ``EKF2_AGP_CTRL`` = 1,
+``EKF2_AGP_DELAY`` = the node's capture-to-publish latency, ``EKF2_AGP_NOISE`` as a floor,
+``EKF2_AGP_GATE``. Where px4_msgs is not importable,
 :func:`make_px4_publisher` returns ``None`` and logs why (the node keeps running).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from foenet_ros.codec.autopilot import px4_aux_fields
 
 SOURCE_VISION = 2  # AuxGlobalPosition.SOURCE_VISION
 
@@ -35,28 +38,15 @@ def load_px4_message() -> tuple[type, str]:
     raise ImportError("px4_msgs has neither AuxGlobalPosition nor VehicleGlobalPosition; update px4_msgs")
 
 
-def fill_aux_global_position(msg: Any, est: Any, now_us: int, ground_altitude_amsl_m: float, alt_sigma_m: float, source_id: int = 1) -> Any:
+def fill_aux_global_position(msg: Any, est: Any, now_us: int, ground_altitude_amsl_m: float, alt_sigma_m: float,
+                             source_id: int = 1, sample_us: int | None = None) -> Any:
     """Fill an AuxGlobalPosition (or VehicleGlobalPosition) from a GeoEstimate; unknowns become NaN.
 
-    ``ground_altitude_amsl_m`` is the AMSL height of the map's ground plane; PX4 wants AMSL.
+    ``now_us`` is the publish time, ``sample_us`` the frame's capture time (``timestamp_sample``;
+    ``now_us`` when not given); ``ground_altitude_amsl_m`` is the AMSL height of the map's ground plane.
     """
-    alt = float(getattr(est, "alt_m", math.nan))
-    alt_amsl = ground_altitude_amsl_m + alt if math.isfinite(alt) else math.nan
-    sigma = float(getattr(est, "sigma_m", math.nan))
-    values = {
-        "timestamp": int(now_us),
-        "timestamp_sample": int(now_us),
-        "id": int(source_id),
-        "source": SOURCE_VISION,
-        "lat": float(est.lat),
-        "lon": float(est.lon),
-        "alt": alt_amsl,
-        "eph": sigma if math.isfinite(sigma) else math.nan,
-        "epv": float(alt_sigma_m) if math.isfinite(alt) else math.nan,
-        # VehicleGlobalPosition-only fields
-        "lat_lon_valid": True,
-        "alt_valid": math.isfinite(alt),
-    }
+    values = px4_aux_fields(est, now_us, now_us if sample_us is None else sample_us, ground_altitude_amsl_m,
+                            alt_sigma_m, source_id, SOURCE_VISION)
     fields = msg.get_fields_and_field_types() if hasattr(msg, "get_fields_and_field_types") else {}
     for key, value in values.items():
         if key in fields:
@@ -76,9 +66,11 @@ class Px4AuxGlobalPositionPublisher:
         # reliable depth 1 matches both reliable and best-effort readers of the XRCE agent
         self._pub = node.create_publisher(msg_cls, topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
 
-    def publish(self, est: Any, ground_altitude_amsl_m: float, alt_sigma_m: float) -> None:
+    def publish(self, est: Any, ground_altitude_amsl_m: float, alt_sigma_m: float, sample_us: int | None = None) -> None:
+        """Publish ``est``; ``sample_us`` = the frame's capture time in the node clock's microseconds."""
         now_us = self._node.get_clock().now().nanoseconds // 1000
-        self._pub.publish(fill_aux_global_position(self._cls(), est, now_us, ground_altitude_amsl_m, alt_sigma_m, self._source_id))
+        self._pub.publish(fill_aux_global_position(self._cls(), est, now_us, ground_altitude_amsl_m, alt_sigma_m,
+                                                   self._source_id, sample_us))
 
     def destroy(self) -> None:
         self._node.destroy_publisher(self._pub)

@@ -1,0 +1,163 @@
+"""Soak benchmark: foenet_node in its own process fed by a camera process at 30 Hz for 10 minutes.
+
+    PYTHONPATH=. python bench/soak_node.py --minutes 10 --rate 30 --out soak.json [--index DIR]
+
+Checks what a long flight needs: the node's RSS stays flat after warm-up (within 5 %: the spread
+(max - min) / median of the one-minute medians after ``--warmup-min``; the spread of the raw 5 s
+samples, which includes transient per-frame buffers, is reported too), no output is out of order (stamps strictly
+increasing) or stale (published more than ``--stale-s`` after its frame's capture stamp; the
+camera stamps frames with this machine's clock), and the node keeps localising (outputs per
+minute). Without ``--index`` a synthetic map and its index are built first (~20 s). Frames are
+640x480 rgb8 renders of that map, cycled; both processes use config/fastdds_large_frames.xml.
+Not a CI test; its result and command are in docs/ros.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def minute_medians(samples: list[tuple[float, float]], warmup_min: float) -> list[float]:
+    """Median RSS of each whole minute after the warm-up (``samples``: (seconds, MiB))."""
+    by_min: dict[int, list[float]] = {}
+    for t, r in samples:
+        if t >= warmup_min * 60:
+            by_min.setdefault(int(t // 60), []).append(r)
+    return [statistics.median(v) for _, v in sorted(by_min.items()) if len(v) >= 6]
+
+
+def build_world(tmp: Path) -> tuple[Path, Path]:
+    from foenet_ros.geo import CameraIntrinsics, CameraPose, render_view, synthetic_map
+    from foenet_ros.index import IndexConfig, build_index
+    from foenet_ros.model import Encoder, load_default_model
+
+    raster = synthetic_map(size_m=(360.0, 270.0), gsd_m=0.4, seed=11)
+    build_index(raster, Encoder(load_default_model(), device="cpu", batch_size=16), tmp / "index",
+                IndexConfig(scales_m=(90.0,)), progress=False)
+    xmin, ymin, xmax, ymax = raster.bounds_xy
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    intr = CameraIntrinsics.from_hfov(70.0, 640, 480)
+    frames = [render_view(raster, intr, CameraPose(cx - 60 + 15 * i, cy - 20 + 5 * i, 90.0), distort=False)[0] for i in range(8)]
+    np.savez(tmp / "frames.npz", frames=np.stack(frames))
+    return tmp / "index", tmp / "frames.npz"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--warmup-min", type=float, default=2.0)
+    p.add_argument("--stale-s", type=float, default=3.0)
+    p.add_argument("--index")
+    p.add_argument("--frames-npz")
+    p.add_argument("--out", default="soak.json")
+    args = p.parse_args(argv)
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import NavSatFix
+
+    tmp = Path(tempfile.mkdtemp(prefix="foenet_soak_"))
+    index, npz = (Path(args.index), Path(args.frames_npz)) if args.index else build_world(tmp)
+    env = dict(os.environ, FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_large_frames.xml"),
+               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(60 + os.getpid() % 30)),
+               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONPATH=str(REPO))
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTRTPS_DEFAULT_PROFILES_FILE")})
+    log = open(tmp / "node.log", "w")
+    node_proc = subprocess.Popen([sys.executable, "-m", "foenet_ros.ros.node", "--ros-args", "--params-file",
+                                  str(REPO / "config" / "foenet.yaml"), "-p", f"index_dir:={index}",
+                                  "-p", "camera_info_topic:=''", "-p", "hfov_deg:=70.0",
+                                  "-p", "localizer.unknown_heading_rotations:=1"],
+                                 env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    rclpy.init()
+    node = rclpy.create_node("soak_listener")
+    outputs: list[tuple[float, float, int]] = []  # (wall receive time, stamp, status)
+    diag: dict[str, str] = {}
+
+    def on_fix(m: NavSatFix) -> None:
+        outputs.append((time.time(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, m.status.status))
+
+    def on_diag(m: DiagnosticArray) -> None:
+        for st in m.status:
+            if st.name.endswith("foenet_node: localizer"):
+                diag.clear()
+                diag.update({kv.key: kv.value for kv in st.values})
+
+    node.create_subscription(NavSatFix, "/foenet_node/fix", on_fix, 100)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    t_wait = time.monotonic()
+    while "index_tiles" not in diag and time.monotonic() - t_wait < 300:
+        time.sleep(0.5)
+    n_frames = int(args.minutes * 60 * args.rate)
+    cam = subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_camera.py"), "--frames-npz", str(npz),
+                            "--rate", str(args.rate), "--frames", str(n_frames), "--stamp0", "-1", "--qos", "best_effort"],
+                           env=env)  # fmt: skip
+    t0 = time.monotonic()
+    samples: list[tuple[float, float]] = []
+    while cam.poll() is None:
+        samples.append((time.monotonic() - t0, rss_mib(node_proc.pid)))
+        time.sleep(5.0)
+    time.sleep(5.0)
+    final_diag = dict(diag)
+    node_proc.send_signal(signal.SIGINT)
+    rc = node_proc.wait(timeout=60)
+    ex.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()
+
+    after = [r for t, r in samples if t >= args.warmup_min * 60]
+    med = statistics.median(after) if after else float("nan")
+    minutes = minute_medians(samples, args.warmup_min)
+    stamps = [s for _, s, _ in outputs]
+    out_of_order = sum(1 for a, b in zip(stamps, stamps[1:]) if b <= a)
+    stale = sum(1 for t, s, _ in outputs if t - s > args.stale_s)
+    result = {
+        "command": "PYTHONPATH=. python bench/soak_node.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "minutes": args.minutes, "rate_hz": args.rate, "frames_published": n_frames,
+        "frames_received": int(final_diag.get("frames_received", 0)),
+        "frames_processed": int(final_diag.get("frames_processed", 0)),
+        "outputs": len(outputs), "fixes": sum(st >= 0 for _, _, st in outputs),
+        "out_of_order_outputs": out_of_order, "stale_outputs": stale,
+        "latency_s_median": statistics.median([t - s for t, s, _ in outputs]) if outputs else None,
+        "rss_mib_after_warmup": {"min": min(after) if after else None, "max": max(after) if after else None, "median": med},
+        "rss_minute_medians": [round(v, 1) for v in minutes],
+        "rss_flat_within": (max(minutes) - min(minutes)) / statistics.median(minutes) if minutes else None,
+        "rss_raw_spread": (max(after) - min(after)) / med if after else None,
+        "rss_samples": [(round(t, 1), round(r, 1)) for t, r in samples],
+        "node_exit_code": rc,
+    }
+    result["pass"] = bool(result["rss_flat_within"] is not None and result["rss_flat_within"] <= 0.05
+                          and out_of_order == 0 and stale == 0 and rc == 0)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "rss_samples"}, indent=2))
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
