@@ -129,6 +129,7 @@ class FineStage:
         self.methods = methods
         self.cfg = config
         self.device = device
+        self.weights = _channel_weights(extractors)
 
     # ------------------------------------------------------------------ hypotheses
     def hypotheses(self, sensors: Sensors, cam: CameraIntrinsics, region: Region,
@@ -248,7 +249,7 @@ class FineStage:
         log.debug("coarse: %d hypotheses, level %d (%.2f m), box %.0f x %.0f m, window %s cells, templates <= %s",
                   len(templates), level, cell, xmax - xmin, ymax - ymin, win.shape,
                   max(t.feats.shape[1:] for t in templates))
-        scores, overlap, hw, full = correlate(templates, win, device=self.device)
+        scores, overlap, hw, full = correlate(templates, win, weights=self.weights, device=self.device)
         res = decode(scores, overlap, win, templates, hw, full, box, min_overlap=cfg.fine_min_overlap,
                      beta=cfg.fine_beta, keep_heat=keep_heat, peak_box=peak_box)
         if res is not None:
@@ -319,6 +320,16 @@ class FineStage:
         info.update(patch_inliers=inliers, patches_tested=tested, patch_rms_m=rms, fit_model=model)
         return FineFix(res.xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, inliers,
                        tested, rms if math.isfinite(rms) else cell, -1, hyp, src, dst, info)
+
+
+def _channel_weights(extractors) -> np.ndarray | None:
+    """Per-channel correlation weights: with the learned features next to CFOG, CFOG's channels
+    count as much as the overlap head learned they should (``OverlapHead.cfog_weight``)."""
+    learned = [e for e in extractors if e.name == "foenet"]
+    if not learned or not any(e.name == "cfog" for e in extractors):
+        return None
+    w_cfog = float(learned[0].model.overlap_head.cfog_weight.detach())
+    return np.concatenate([np.full(e.channels, w_cfog if e.name == "cfog" else 1.0, np.float32) for e in extractors])
 
 
 def _footprint_width(cam: CameraIntrinsics, hyp: Hypothesis) -> float:

@@ -118,6 +118,8 @@ _CONFIG_FIELDS: dict[str, tuple[str, float | None, float | None]] = {
     "mean": ("vec3", 0.0, 1.0),
     "std": ("vec3", 1e-6, 10.0),
     "preset": ("str", None, None),
+    "overlap_dim": ("int", 0, 256),
+    "overlap_hidden": ("int", 1, 1024),
 }
 
 

@@ -1,6 +1,7 @@
 """The ``~/debug_image`` picture: the camera frame next to the map around the best tile, with the
-inlier matches drawn between them and the estimate written on top. Rendered only while someone
-subscribes (the node checks), since it costs a map crop and some drawing per frame."""
+matched points drawn between them, the fine stage's overlap heatmap (where the frame overlaps the
+map: why a fix was or was not accepted) as a third panel, and the estimate written on top.
+Rendered only while someone subscribes (the node checks), since it costs map crops and drawing."""
 
 from __future__ import annotations
 
@@ -61,7 +62,14 @@ def render_debug_image(frame_rgb: np.ndarray, est: Any, localizer: Any = None, m
         if math.isfinite(x) and math.isfinite(y):
             u, v, _ = M @ np.array([x, y, 1.0])
             est_px = (int(round(u)), int(round(v)))
-    canvas = np.hstack([left, right])
+    # the fine stage's overlap heatmap (where the frame overlaps the map), when the frame had one
+    heat = None
+    if localizer is not None:
+        from foenet_ros.localize.plot import overlap_heatmap_image
+
+        heat = overlap_heatmap_image(localizer, est, size=panel_h)
+    panels = [left, right] + ([cv2.cvtColor(heat, cv2.COLOR_RGB2BGR)] if heat is not None else [])
+    canvas = np.hstack(panels)
     off = left.shape[1]
     for (p, q) in lines:
         cv2.line(canvas, p, (q[0] + off, q[1]), (255, 255, 0), 1, cv2.LINE_AA)

@@ -147,33 +147,47 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
 LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "unknown_heading_rotations": (1, 36),
     "upright_hypotheses": (0, 64),
-    "min_inliers": (12, 10000),
-    "min_inliers_upright": (8, 10000),
-    "strong_inliers": (20, 100000),
-    "min_spread": (0.05, 1.0),
-    "ratio": (0.5, 0.9),
-    "ransac_px": (0.5, 10.0),
-    "sigma_floor_m": (0.5, 1000.0),
-    "sigma_scale": (1.0, 100.0),
+    "sigma_scale": (0.5, 100.0),
+    "fine_sigma_scale": (0.5, 100.0),
     "bootstrap": (4, 1000),
+    "fine_bootstrap": (4, 1000),
     "no_intrinsics_sigma_frac": (0.05, 1.0),
-    "ambiguity_frac": (0.3, 1.0),
+    "unknown_tilt_sigma_deg": (1.0, 60.0),
     "retrieval_max_sigma_m": (1.0, 100000.0),
     "retrieval_min_margin": (0.0, 1.0),
+    "verified_max_sigma_m": (1.0, 10000.0),
     "dedup_frac": (0.0, 1.0),
-    "gate_chi2": (5.99, 100.0),
     "gate_sigmas": (1.0, 100.0),
     "max_misses": (1, 1000),
     "max_track_sigma_m": (1.0, 100000.0),
     "accel_sigma": (0.1, 100.0),
     "coast_accel_sigma": (0.1, 100.0),
     "refused_fix_weight": (0.0, 1.0),
+    "fine_min_score": (0.5, 1.0),
+    "fine_strong_score": (0.5, 1.0),
 }
+
+
+def _localizer_range(name: str, default) -> tuple[float, float] | None:
+    """The envelope of ``localizer.<name>``: LocalizerConfig's own safety bounds, then the table above."""
+    from foenet_ros.localize.config import LocalizerConfig
+
+    lo, hi = LOCALIZER_RANGES.get(name, (None, None))
+    if name in LocalizerConfig.SAFETY_MIN:
+        lo = max(LocalizerConfig.SAFETY_MIN[name], lo if lo is not None else -math.inf)
+    if name in LocalizerConfig.SAFETY_MAX:
+        hi = min(LocalizerConfig.SAFETY_MAX[name], hi if hi is not None else math.inf)
+    if lo is None and hi is None:
+        return None
+    lo = lo if lo is not None else (1 if isinstance(default, int) else 0.0)
+    hi = hi if hi is not None and math.isfinite(hi) else (100000 if isinstance(default, int) else 1.0e6)
+    return lo, hi
+
 
 
 def _localizer_specs() -> tuple[ParamSpec, ...]:
     """One ``localizer.<field>`` spec per LocalizerConfig field, described from its docstring."""
-    from foenet_ros.localize.config import FEATURES, LocalizerConfig
+    from foenet_ros.localize.config import LocalizerConfig
 
     doc = LocalizerConfig.__doc__ or ""
     specs = []
@@ -182,12 +196,12 @@ def _localizer_specs() -> tuple[ParamSpec, ...]:
         if not isinstance(default, (bool, int, float, str)):
             continue  # only scalar knobs become ROS parameters; the rest keep their defaults
         desc = _field_doc(doc, f.name) or f"LocalizerConfig.{f.name}"
-        choices = tuple(FEATURES) if f.name == "feature" else None
+        choices = LocalizerConfig.CHOICES.get(f.name)
         rng: tuple[float, float] | None = None
         if isinstance(default, bool):
             pass
-        elif f.name in LOCALIZER_RANGES:
-            lo, hi = LOCALIZER_RANGES[f.name]
+        elif (lim := _localizer_range(f.name, default)) is not None:
+            lo, hi = lim
             # never a range that excludes the (lead-owned) default: widen to it, loudly in the tests
             lo, hi = min(lo, default), max(hi, default)
             rng = (int(lo), int(hi)) if isinstance(default, int) else (float(lo), float(hi))
