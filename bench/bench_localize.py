@@ -33,6 +33,7 @@ Results: one JSON (per-frame records included) and a summary table on stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import logging
@@ -313,6 +314,8 @@ def case_orthority(data, cache, encoder) -> dict:
         alt = z - ground_z
         cfg = IndexConfig(hfov_deg=intr.hfov_deg, image_size=(w, h), alt_range_m=(alt * 0.8, alt * 1.2),
                           max_tilt_deg=30, min_valid=0.3, map_accuracy_m=0.5)
+        if "dsm" in {f.name for f in dataclasses.fields(IndexConfig)}:  # this version knows surface models
+            cfg = cfg.replace(dsm=str(root / "dsm.tif"))
         idx = get_index(cache, f"orthority_not_{name}", others, encoder, cfg)
         img = cv2.cvtColor(cv2.imread(str(root / "images" / f"{name}.tif")), cv2.COLOR_BGR2RGB)
         loc = Localizer(idx, encoder, LocalizerConfig())

@@ -152,7 +152,8 @@ def test_fine_store_windows_and_keypoints(town, tmp_path):
     i = int(round((ref.origin_xy[1] - win.origin_xy[1]) / c))
     np.testing.assert_allclose(win.feats[:, 5:20, -10:], ref.feats[:, i + 5 : i + 20, j + win.shape[1] - 10 : j + win.shape[1]],
                                atol=2 / 255)
-    xy, size, desc = store.keypoints_in((xmin + 50, ymin + 50, xmin + 150, ymin + 120), "upright")
+    xy, size, desc, z = store.keypoints_in((xmin + 50, ymin + 50, xmin + 150, ymin + 120), "upright")
+    assert np.isnan(z).all() and len(z) == len(xy)  # built without a surface model
     assert len(xy) > 20 and desc.dtype == np.uint8 and desc.shape[1] == 128
     assert np.all((xy[:, 0] >= xmin + 50) & (xy[:, 0] <= xmin + 150) & (xy[:, 1] >= ymin + 50) & (xy[:, 1] <= ymin + 120))
 

@@ -132,7 +132,7 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
         copy_meta = _write_map_copy(raster, tmp, config)
         # the fine stage's map side: dense feature grids + keypoints, computed once, here
         fine_entry = build_fine(raster, tmp, config.fine, scales, fine_extractors(config.fine, encoder),
-                                progress=progress)
+                                progress=progress, dsm=config.dsm)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

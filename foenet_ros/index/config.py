@@ -41,6 +41,9 @@ class IndexConfig:
     # fix's covariance. Typical: 0.1-0.3 survey/drone orthomosaic with GCPs, 1-3 drone mosaic
     # without GCPs, 2-5 satellite / web tiles, 1-6 NAIP (USDA: within 6 m at 95 %)
     map_accuracy_m: float = 1.0
+    # a surface model (height GeoTIFF, any CRS) of the area: 3D map keypoints (pose by PnP over hills)
+    # and the terrain relief in the error budget; None = flat ground
+    dsm: str | None = None
 
     # --- FAISS ----------------------------------------------------------------------------
     index_type: str = "flat"  # "flat" (exact inner product) | "hnsw" | "ivf"

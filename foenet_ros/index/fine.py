@@ -107,7 +107,7 @@ def fine_extractors(cfg: FineConfig, encoder=None) -> dict:
 
 
 def build_fine(raster, out_dir: Path, cfg: FineConfig, scales_m: list[float], extractors, *,
-               progress: bool = True, block_cells: int = 1024) -> dict:
+               progress: bool = True, block_cells: int = 1024, dsm: str | Path | None = None) -> dict:
     """Compute the fine-stage products of ``raster`` into ``out_dir/fine``; return the manifest entry.
 
     Args:
@@ -115,6 +115,8 @@ def build_fine(raster, out_dir: Path, cfg: FineConfig, scales_m: list[float], ex
         cfg: what to store.
         scales_m: the index's tile scales (footprint sizes).
         extractors: {method: DenseExtractor} for ``cfg.methods``.
+        dsm: a surface model (height GeoTIFF) of the area: keypoints become 3D points (pose by PnP
+            over hills) and the terrain relief goes into the error budget.
         block_cells: dense levels are computed in blocks of this many cells (plus a margin), so a
             level never needs more than one block of feature memory at a time.
     """
@@ -150,9 +152,17 @@ def build_fine(raster, out_dir: Path, cfg: FineConfig, scales_m: list[float], ex
     entry = {"format": FINE_FORMAT, "config": cfg.to_json(), "origin_xy": [xmin, ymax], "levels": levels,
              "methods": {n: {"channels": extractors[n].channels, "storage": extractors[n].storage,
                              "stride": extractors[n].stride} for n in cfg.methods}}
+    grid = None
+    if dsm is not None:
+        from ..geo.dsm import read_dsm
+
+        grid = read_dsm(dsm, raster.frame, raster.bounds_xy, max(1.0, 2.0 * raster.gsd_m))
+        np.save(fine / "dsm.npy", grid.z)
+        entry["dsm"] = {"name": Path(dsm).name, "transform": list(grid.transform)[:6], "shape": list(grid.z.shape),
+                        "relief_m": grid.relief()}
     if cfg.keypoints:
         entry["keypoints"] = build_keypoints(raster, fine, cfg, plan_kp_gsds(cfg, scales_m, raster.gsd_m),
-                                             progress=progress)
+                                             progress=progress, dsm=grid)
     return entry
 
 
@@ -180,7 +190,7 @@ def map_features(raster, extractor, cell_m: float, block: tuple[int, int, int, i
 
 
 def build_keypoints(raster, fine: Path, cfg: FineConfig, gsds: list[float], *, progress: bool = True,
-                    block_px: int = 2048, grid_m: float | None = None) -> dict:
+                    block_px: int = 2048, grid_m: float | None = None, dsm=None) -> dict:
     """Detect SIFT keypoints on the map at each GSD of ``gsds`` (by blocks) and store them sorted
     by a spatial grid (``grid_m`` cells, default 64 px of the coarsest level) for window look-ups."""
     from tqdm.auto import tqdm
@@ -233,9 +243,11 @@ def build_keypoints(raster, fine: Path, cfg: FineConfig, gsds: list[float], *, p
         d = np.concatenate(desc_all[f]) if desc_all[f] else np.zeros((0, 128), np.uint8)
         np.save(fine / f"kp_{f}.npy", d[order])
     np.save(fine / "kp_cells.npy", starts)
+    if dsm is not None:  # 3D keypoints: heights from the surface model (NaN where it has none)
+        np.save(fine / "kp_z.npy", dsm.sample(xy[order]).astype(np.float32))
     log.info("map keypoints: %d at GSDs %s m", len(xy), [round(g, 3) for g in gsds])
     return {"count": int(len(xy)), "gsd_m": gsds, "grid_m": grid_m, "grid_shape": [gh, gw],
-            "flavours": list(cfg.kp_flavours)}
+            "flavours": list(cfg.kp_flavours), "has_z": dsm is not None}
 
 
 def _grid_cell(xy: np.ndarray, top_left, grid_m: float, gw: int, gh: int) -> np.ndarray:
@@ -279,6 +291,7 @@ class FineStore:
         self._valid: dict[int, np.ndarray] = {}
         self.has_keypoints = "keypoints" in entry
         self._kp: dict[str, np.ndarray] | None = None
+        self._dsm = None
 
     @classmethod
     def for_index(cls, index) -> "FineStore":
@@ -305,7 +318,24 @@ class FineStore:
         if "keypoints" in entry:
             out += [f"{FINE_DIR}/kp_{n}.npy" for n in ("xy", "size", "level", "cells")]
             out += [f"{FINE_DIR}/kp_{f}.npy" for f in entry["keypoints"].get("flavours", [])]
+            if entry["keypoints"].get("has_z"):
+                out.append(f"{FINE_DIR}/kp_z.npy")
+        if "dsm" in entry:
+            out.append(f"{FINE_DIR}/dsm.npy")
         return out
+
+    def dsm(self):
+        """The index's surface model (:class:`foenet_ros.geo.dsm.DsmGrid`), or None when built without one."""
+        if "dsm" not in self.entry:
+            return None
+        if self._dsm is None:
+            from affine import Affine
+
+            from ..geo.dsm import DsmGrid
+
+            self._dsm = DsmGrid(np.asarray(self._load("dsm.npy")), Affine(*self.entry["dsm"]["transform"]),
+                                self.entry["dsm"].get("name", "dsm"))
+        return self._dsm
 
     def _load(self, name: str) -> np.ndarray:
         path = self.dir / name
@@ -354,12 +384,13 @@ class FineStore:
 
     # ------------------------------------------------------------------ keypoints
     def keypoints_in(self, box: tuple[float, float, float, float], flavour: str, gsd_m: float | None = None):
-        """Keypoints inside ``box`` (frame metres): ``(xy [N,2], size_m [N], desc [N,128] uint8)``.
+        """Keypoints inside ``box`` (frame metres): ``(xy [N,2], size_m [N], desc [N,128] uint8, z [N])``;
+        ``z`` (ground heights, metres) is NaN when the index was built without a surface model.
 
         ``gsd_m``: keep the keypoint pyramid levels within a factor 2 of this GSD (all when None).
         """
         if not self.has_keypoints:
-            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8)
+            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8), np.zeros(0)
         kp = self.entry["keypoints"]
         if self._kp is None:
             self._kp = {n: self._load(f"kp_{n}.npy") for n in ("xy", "size", "level", "cells")}
@@ -375,7 +406,7 @@ class FineStore:
         r0 = max(0, int(math.floor((self.origin[1] - ymax) / g)))
         r1 = min(gh - 1, int(math.floor((self.origin[1] - ymin) / g)))
         if c1 < c0 or r1 < r0:
-            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8)
+            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8), np.zeros(0)
         starts = self._kp["cells"]
         idx = np.concatenate([np.arange(starts[r * gw + c0], starts[r * gw + c1 + 1]) for r in range(r0, r1 + 1)])
         xy = np.asarray(self._kp["xy"][idx])
@@ -388,4 +419,10 @@ class FineStore:
                 ok_levels = np.array([int(np.argmin(np.abs(np.log2(gsds / gsd_m))))])
             sel &= np.isin(lv, ok_levels)
         idx = idx[sel]
-        return xy[sel], np.asarray(self._kp["size"][idx]), np.asarray(self._kp[flavour][idx])
+        if kp.get("has_z"):
+            if "z" not in self._kp:
+                self._kp["z"] = self._load("kp_z.npy")
+            z = np.asarray(self._kp["z"][idx], dtype=np.float64)
+        else:
+            z = np.full(len(idx), np.nan)
+        return xy[sel], np.asarray(self._kp["size"][idx]), np.asarray(self._kp[flavour][idx]), z

@@ -40,7 +40,7 @@ from .estimate import Candidate, GeoEstimate, Prior, validate_prior
 from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo
 from .fine_score import dense_score
 from .overlap import apply_h
-from .pose import PoseFix, homography_fix
+from .pose import PoseFix, homography_fix, pnp_fix
 from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, working_frame
 from .refine import fit_keypoints, frame_gsd
 from .retrieval import search_candidates
@@ -67,6 +67,7 @@ class Localizer:
         self.config = config
         self.map = index.map_raster()
         self.store = FineStore.for_index(index)
+        self.dsm = self.store.dsm()  # heights of the area (None: flat ground)
         methods = [m for m in config.fine_methods if m in self.store.methods] or list(self.store.methods[:1])
         self.extractors = [dense_extractor(m, getattr(encoder, "model", None)) for m in methods]
         self.fine = FineStage(self.store, self.extractors, methods, config, device=getattr(encoder, "device", "cpu"))
@@ -379,11 +380,9 @@ class Localizer:
         if kf.H is None:
             fix.info["refine"] = kf.reason
             return None
-        try:
-            kfix = homography_fix(kf.H, kf.pts_frame, kf.pts_map, cam, sensors.attitude, sensors.alt_m, (w, h),
-                                  bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
-        except CameraError as exc:
-            fix.info["refine"] = f"pose failed: {exc}"
+        kfix = self._keypoint_pose(kf, cam, sensors, (w, h))
+        if kfix is None:
+            fix.info["refine"] = "keypoint pose failed"
             return None
         # the keypoint fit must agree with the dense one it was guided by: where the frame's centre lands
         c = np.array([[(w - 1) / 2.0, (h - 1) / 2.0]])
@@ -400,6 +399,25 @@ class Localizer:
         kfix.tile_id = fix.tile_id
         kfix.inliers = kf.inliers
         return kfix
+
+    def _keypoint_pose(self, kf, cam, sensors, wh) -> PoseFix | None:
+        """The pose of a keypoint fit: PnP on 3D map points when the index has a surface model (no
+        flat-ground error over hills), else from the homography (camera centre, or with an IMU attitude
+        walked back from the principal ray; a 3-DOF fit without attitude reports the image centre)."""
+        cfg = self.config
+        if cam is not None and kf.model == "homography" and kf.z_map is not None and np.isfinite(kf.z_map).sum() >= 6:
+            f = pnp_fix(kf.pts_frame, kf.pts_map, kf.z_map, cam, wh, bootstrap=cfg.bootstrap, dsm=self.dsm,
+                        reproj_px=cfg.ransac_px * max(wh) / cfg.verify_max_side)
+            if f is not None:
+                return f
+        weak = kf.model == "scale_translation" and sensors.attitude is None
+        try:
+            f = homography_fix(kf.H, kf.pts_frame, kf.pts_map, None if weak else cam, sensors.attitude, sensors.alt_m,
+                               wh, bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
+        except CameraError:
+            return None
+        f.model = kf.model
+        return f
 
     def _unguided(self, work, cam, sensors, regions, cands, flavour: str) -> PoseFix | None:  # noqa: PLR0913
         """Keypoints against each candidate region's cached map keypoints (no dense fix to guide them)."""
@@ -422,15 +440,9 @@ class Localizer:
             cand.matches = kf.matches
             if kf.H is None:
                 continue
-            # a north-up scale + translation carries no tilt: with an IMU attitude the camera centre is
-            # walked back from where the principal ray lands; without one, the image centre is reported
-            weak = kf.model == "scale_translation" and sensors.attitude is None
-            try:
-                f = homography_fix(kf.H, kf.pts_frame, kf.pts_map, None if weak else cam, sensors.attitude, sensors.alt_m,
-                                   (w, h), bootstrap=cfg.bootstrap, no_intrinsics_sigma_frac=cfg.no_intrinsics_sigma_frac)
-            except CameraError:
+            f = self._keypoint_pose(kf, cam, sensors, (w, h))
+            if f is None:
                 continue
-            f.model = kf.model
             cand.inliers = kf.inliers
             cand.position_xy = (float(f.xy[0]), float(f.xy[1]))
             f.tile_id, f.inliers = cand.tile_id, kf.inliers
@@ -539,7 +551,7 @@ class Localizer:
                 map_accuracy_m=self.map_accuracy_m, alt_m=fix.alt_m if math.isfinite(fix.alt_m) else (sensors.alt_m or math.nan),
                 attitude_sigma_deg=sensors.attitude_sigma_deg if fix.attitude_from_imu else None,
                 tilt_deg=fix.tilt_deg if math.isfinite(fix.tilt_deg) else 0.0, hfov_deg=cam.hfov_deg,
-                terrain_relief_m=cfg.terrain_relief_m, calibration_sigma_frac=cfg.calibration_sigma_frac,
+                terrain_relief_m=self._relief(fix), calibration_sigma_frac=cfg.calibration_sigma_frac,
                 floor_m=cfg.sigma_floor_m)
             if fix.source == "dense" and fix.model != "homography" and sensors.attitude is None and not pseudo:
                 # a nadir was assumed: the camera may be tilted, its centre off the nadir point by alt tan(tilt)
@@ -587,6 +599,16 @@ class Localizer:
                 return self._estimate("retrieval", mean, cov, math.nan, math.nan, float(min(0.2, max(margin, 0.0))),
                                       0, cands, pose_info)
         return GeoEstimate(status="lost", candidates=cands, pose=pose_info)
+
+    def _relief(self, fix: PoseFix) -> float:
+        """Terrain relief (m) that the flat-ground assumption ignores for this fix (0 for a PnP pose)."""
+        if fix.model == "pnp":
+            return 0.0
+        if self.dsm is None:
+            return self.config.terrain_relief_m
+        alt = fix.alt_m if math.isfinite(fix.alt_m) else 100.0
+        r = max(alt, 10.0)  # the footprint is about the altitude's size
+        return self.dsm.relief((fix.xy[0] - r, fix.xy[1] - r, fix.xy[0] + r, fix.xy[1] + r))
 
     def _implausible(self, fix: PoseFix, sensors: Sensors) -> str:
         """Why a fix cannot be a verified position ("" when it can)."""

@@ -593,8 +593,11 @@ def patch_correspondences(template: Template, window: MapWindow, xy0: np.ndarray
     if not patches:
         return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0
     T, M, n_valid = _stack_templates(patches)
-    # each patch against its own neighbourhood: a grouped convolution, placements (2S+1) x (2S+1)
-    scores, overlap = xcorr_valid(T, M, n_valid, np.stack(locals_f), np.stack(locals_v), device, groups=True)
+    # each patch against its own neighbourhood (batched FFTs: twice as fast as a grouped convolution
+    # here), keeping the fully-inside placements: (2S+1) x (2S+1)
+    scores, overlap = xcorr(T, M, n_valid, np.stack(locals_f), np.stack(locals_v), device)
+    scores = scores[:, P - 1 : P + 2 * S, P - 1 : P + 2 * S]
+    overlap = overlap[:, P - 1 : P + 2 * S, P - 1 : P + 2 * S]
     src, dst, zs = [], [], []
     for k in range(len(patches)):
         reg, ok = scores[k], overlap[k] >= 0.9

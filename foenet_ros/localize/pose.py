@@ -119,3 +119,69 @@ def homography_fix(H: np.ndarray, pts_frame: np.ndarray, pts_ground: np.ndarray,
     return PoseFix(xy, cov, float(heading_grid), float(alt), "keypoints", "homography", len(pts_frame), 0.0,
                    pts_frame, pts_ground, info, attitude_from_imu=attitude is not None and cam is not None,
                    tilt_deg=tilt)
+
+
+def pnp_fix(pts_frame: np.ndarray, xy: np.ndarray, z: np.ndarray, cam, wh, *, bootstrap: int, dsm=None,
+            reproj_px: float = 4.0) -> PoseFix | None:
+    """The camera pose from 3D map points (a surface model's heights) by perspective-n-point.
+
+    No flat-ground assumption: over hills the homography's camera is tens of metres off, PnP's is
+    not (``cv2.solvePnPRansac`` then an iterative refinement on its inliers). The altitude is the
+    camera's height above the surface model below it (else above the inliers' mean height).
+
+    Args:
+        pts_frame: [N, 2] undistorted working-frame pixels; xy, z: [N, 2], [N] their map points.
+        cam: working-frame intrinsics.
+        wh: (w, h) of the working frame.
+        bootstrap: PnP refits on resampled inliers for the covariance.
+        dsm: the index's :class:`foenet_ros.geo.dsm.DsmGrid` (height under the camera), or None.
+
+    Returns:
+        a :class:`PoseFix` (source "keypoints", model "pnp"), or None when PnP fails.
+    """
+    ok = np.isfinite(z)
+    if ok.sum() < 6:
+        return None
+    o = np.array([xy[ok, 0].mean(), xy[ok, 1].mean(), float(np.mean(z[ok]))])
+    obj = np.column_stack([xy[ok] - o[:2], z[ok] - o[2]]).astype(np.float64)
+    img = pts_frame[ok].astype(np.float64)
+    K = cam.K.astype(np.float64)
+    try:
+        res, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, reprojectionError=reproj_px, iterationsCount=500,
+                                                  confidence=0.999, flags=cv2.SOLVEPNP_ITERATIVE)
+    except cv2.error:
+        return None
+    if not res or inl is None or len(inl) < 6:
+        return None
+    inl = inl.ravel()
+    obj, img = obj[inl], img[inl]
+    _, rvec, tvec = cv2.solvePnP(obj, img, K, None, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+
+    def centre(rv, tv) -> np.ndarray:
+        R, _ = cv2.Rodrigues(rv)
+        return (-R.T @ np.asarray(tv).reshape(3)) + o, R
+
+    C, R = centre(rvec, tvec)
+    # the camera must look down at the points, from above them
+    if C[2] <= float(np.max(obj[:, 2] + o[2])):
+        return None
+    rng = np.random.default_rng(len(obj))
+    samples = []
+    for _ in range(bootstrap):
+        idx = rng.integers(0, len(obj), len(obj))
+        okb, rv, tv = cv2.solvePnP(obj[idx], img[idx], K, None, rvec.copy(), tvec.copy(), useExtrinsicGuess=True,
+                                   flags=cv2.SOLVEPNP_ITERATIVE)
+        if okb:
+            samples.append(centre(rv, tv)[0][:2])
+    cov = np.cov(np.asarray(samples).T) if len(samples) >= 3 else np.eye(2) * 25.0
+    pose = CameraPose.from_rotation(R.T, C)
+    ground = float(dsm.sample(C[None, :2])[0]) if dsm is not None else math.nan
+    if not math.isfinite(ground):
+        ground = float(np.mean(obj[:, 2]) + o[2])
+    proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
+    rms = float(np.sqrt(np.mean(np.sum((proj.reshape(-1, 2) - img) ** 2, axis=1))))
+    info = {"position_of": "camera_centre", "tilt_deg": pose.tilt_deg, "reproj_rms_px": rms, "z_m": float(C[2]),
+            "ground_z_m": ground, "pnp_inliers": int(len(obj))}
+    pts_map = obj[:, :2] + o[:2]
+    return PoseFix(C[:2].copy(), cov, pose.heading_deg, float(C[2] - ground), "keypoints", "pnp", int(len(obj)), 0.0,
+                   img, pts_map, info, tilt_deg=pose.tilt_deg)

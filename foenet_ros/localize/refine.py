@@ -46,6 +46,7 @@ class KeypointFit:
     inliers: int
     reason: str = ""
     model: str = "homography"  # or "scale_translation" (upright, few matches: no tilt, the image centre)
+    z_map: np.ndarray | None = None  # [N] ground heights of the inliers (NaN without a surface model)
 
 
 _EMPTY = np.zeros((0, 2))
@@ -73,7 +74,7 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
             matches, with at least this many distinct inliers (0 = off). Drone photo vs. satellite
             map of another season often matches only this way.
     """
-    xy_map, _, d_map = store.keypoints_in(box, flavour, gsd_m)
+    xy_map, _, d_map, z_all = store.keypoints_in(box, flavour, gsd_m)
     if len(kp) < 4 or len(xy_map) < 4:
         return KeypointFit(None, _EMPTY, _EMPTY, 0, 0, "too few keypoints")
     T_inv = np.linalg.inv(T_frame) if T_frame is not None else np.eye(3)
@@ -90,6 +91,7 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
                                   min_spread, fit) if min_inliers_3dof and flavour == "upright" and H_pred is None else fit
     p1 = pts_work[i1].astype(np.float32)
     p2 = xy_map[i2]
+    z2 = z_all[i2]
     # fit in a local map frame (UTM-sized numbers cost precision in float32 RANSAC)
     o = p2.mean(axis=0)
     H, mask = cv2.findHomography(p1, (p2 - o).astype(np.float32), cv2.RANSAC, ransac_px * gsd_m,
@@ -98,7 +100,7 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         return KeypointFit(None, _EMPTY, _EMPTY, n, 0, "no homography")
     H = np.array([[1.0, 0.0, o[0]], [0.0, 1.0, o[1]], [0.0, 0.0, 1.0]]) @ H
     inl = mask.ravel().astype(bool)
-    pf, pm = p1[inl].astype(np.float64), p2[inl]
+    pf, pm, zm = p1[inl].astype(np.float64), p2[inl], z2[inl]
     w, h = frame_wh
     # sanity in a map-pixel frame at the frame's GSD (the check is about shape, not units)
     S = np.diag([1.0 / gsd_m, -1.0 / gsd_m, 1.0])
@@ -112,7 +114,7 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         if count < min_inliers:
             fail = KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
     if fail is None:
-        return KeypointFit(H, pf, pm, n, count)
+        return KeypointFit(H, pf, pm, n, count, z_map=zm)
     if min_inliers_3dof and flavour == "upright" and H_pred is None:
         return _scale_translation(kp, d, xy_map, d_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
                                   min_spread, fail)
