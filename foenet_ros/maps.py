@@ -22,7 +22,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import shutil
 import urllib.error
 import urllib.request

@@ -232,7 +232,6 @@ def test_killed_replay_leaves_no_outputs_and_is_cleaned_up(world, tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     simulate_flight(world["map"], tmp_path / "f", _sim_cfg(n_frames=40), progress=False)
     out = tmp_path / "out"

@@ -5,7 +5,6 @@ Results are printed as a table and optionally written as JSON."""
 from __future__ import annotations
 
 import argparse
-import json
 
 HELP = "measure model size, GFLOPs and forward time per preset"
 EXAMPLES = """

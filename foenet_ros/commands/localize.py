@@ -52,7 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior-sigma-m", type=float, default=PRIOR_SIGMA_DEFAULT,
                    help=f"1-sigma radius of --prior, metres (default {PRIOR_SIGMA_DEFAULT:g})")
     p.add_argument("--top-k", type=int, default=None, help="candidates to verify (default from LocalizerConfig)")
-    p.add_argument("--feature", choices=("sift", "orb"), default=None, help="local features for verification")
+    p.add_argument("--refine", choices=("auto", "always", "never"), default=None,
+                   help="keypoint refinement after the dense fix (default auto: where it pays)")
+    p.add_argument("--fine-methods", nargs="+", choices=("cfog", "foenet"), default=None,
+                   help="dense features correlated by the fine stage (those the index stores; default: cfog)")
     p.add_argument("--independent", action="store_true", help="reset the tracker before every image")
     p.add_argument("--json", action="store_true", help="full JSON (candidates, covariance, timings), one line per image")
     p.add_argument("--plot", default=None, metavar="OUT.png",
@@ -145,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     from ..localize import Localizer, LocalizerConfig, Prior
     from ..localize.plot import plot_estimate
 
-    overrides = {k: v for k, v in (("top_k", args.top_k), ("feature", args.feature)) if v is not None}
+    overrides = {k: v for k, v in (("top_k", args.top_k), ("refine", args.refine),
+                                   ("fine_methods", tuple(args.fine_methods) if args.fine_methods else None)) if v is not None}
     if "top_k" in overrides:
         overrides["search_k"] = max(LocalizerConfig().search_k, 4 * overrides["top_k"])
     config = LocalizerConfig().replace(**overrides)

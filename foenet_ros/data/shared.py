@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence

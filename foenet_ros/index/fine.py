@@ -82,11 +82,17 @@ class FineConfig:
         return dataclasses.asdict(self)
 
 
+#: the coarsest level must make the largest footprint at most this many cells wide (the heading sweep's size)
+COARSEST_CELLS = 32
+
+
 def plan_cells(cfg: FineConfig, scales_m: list[float], map_gsd_m: float) -> list[float]:
-    """Cell sizes of the dense levels (metres), finest first."""
+    """Cell sizes of the dense levels (metres), finest first: from ``cells_per_footprint`` cells across
+    the smallest footprint (the patch refinement) down to :data:`COARSEST_CELLS` across the largest
+    (the coarse heatmap and the heading sweep)."""
     lo, hi = min(scales_m), max(scales_m)
     c0 = cfg.cell_m or max(map_gsd_m, lo / cfg.cells_per_footprint)
-    n = cfg.levels or max(1, 1 + int(math.ceil(math.log2(max(hi / cfg.cells_per_footprint / c0, 1.0)) - 1e-9)))
+    n = cfg.levels or max(1, 1 + int(math.ceil(math.log2(max(hi / COARSEST_CELLS / c0, 1.0)) - 1e-9)))
     return [c0 * 2**k for k in range(n)]
 
 

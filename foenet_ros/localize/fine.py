@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,6 @@ from ..geo.camera import ground_to_image_homography
 from .overlap import (
     Hypothesis,
     OverlapResult,
-    apply_h,
     correlate,
     decode,
     fit_patches,
@@ -143,7 +143,7 @@ class FineStage:
         if headings is None:
             if sensors.heading_grid_deg is None:
                 raise ValueError("hypotheses need a heading or a list of headings")
-            n = min(cfg.fine_max_heading_bins, 2 * int(math.ceil(2.0 * sensors.heading_sigma_deg / cfg.fine_heading_step_deg)) + 1)
+            n = min(cfg.fine_max_heading_bins, 2 * _half_bins(sensors.heading_sigma_deg / cfg.fine_heading_step_deg) + 1)
             n = max(1, n - (1 - n % 2))  # odd: the compass heading itself is a bin
             headings = [sensors.heading_grid_deg + (k - n // 2) * cfg.fine_heading_step_deg for k in range(n)]
         if sensors.alt_m is not None:
@@ -153,7 +153,7 @@ class FineStage:
             fp = region.footprint_m or 100.0
             alt0 = fp / (2.0 * math.tan(math.radians(cam.hfov_deg) / 2.0))
             rel = cfg.fine_unknown_scale_range
-        n = min(cfg.fine_max_scale_bins, 2 * int(math.ceil(rel / cfg.fine_scale_step)) + 1)
+        n = min(cfg.fine_max_scale_bins, 2 * _half_bins(rel / 2.0 / cfg.fine_scale_step) + 1)
         n = max(1, n - (1 - n % 2))
         scales = [math.exp((k - n // 2) * cfg.fine_scale_step) for k in range(n)]
         return [float(h) % 360.0 for h in headings], scales, alt0
@@ -178,6 +178,7 @@ class FineStage:
             ``(fix or None, per-region coarse results)``.
         """
         cfg = self.cfg
+        t0 = time.perf_counter()
         results: list[tuple[int, OverlapResult]] = []
         cache: dict = {"frame": {}}  # templates are relative to the nadir: shared by regions with the same hypotheses
         for ri, region in enumerate(regions):
@@ -207,9 +208,11 @@ class FineStage:
             if np.hypot(*(other.xy - best.xy)) > max(4.0 * best.cell_m, 3.0 * math.sqrt(np.trace(best.cov))):
                 rival = max(rival, other.z_peak)
                 break
+        t_coarse = (time.perf_counter() - t0) * 1000.0
         fix = self.refine(frame, cam, best, sensors, allow_homography=allow_homography, cache=cache["frame"])
         if fix is not None:
             fix.rival_z, fix.region = rival, ri
+            fix.info["coarse_ms"] = t_coarse
         return fix, [r for _, r in results]
 
     def coarse(self, frame, cam, hyps: list[Hypothesis], box, *, cells: int | None = None,
@@ -273,6 +276,7 @@ class FineStage:
             level = coarse_level - 1
         cell = self.store.cells[level]
         cells = int(round(fp / cell))
+        t0 = time.perf_counter()
         # 1. the whole frame at the fine level, around the coarse peak
         r = max(3.0 * coarse.cell_m, 3.0 * math.sqrt(max(float(np.trace(coarse.cov)) / 2.0, 0.0)), 8.0 * cell)
         x0, y0 = coarse.xy
@@ -283,29 +287,33 @@ class FineStage:
         res = self.coarse(frame, cam, mk([h0 - step, h0, h0 + step], [1.0]), box, cells=cells, cache=cache)
         if res is None:
             return None
-        ds = cfg.fine_scale_step / 2.0
-        res2 = self.coarse(frame, cam, mk([res.hyp.heading_grid_deg], [math.exp(-ds), math.exp(ds)]), box, cells=cells,
-                           cache=cache)
-        if res2 is not None and res2.z_peak > res.z_peak:
-            res = res2
+        if sensors.alt_m is None:  # the scale is known only to the coarse bin: halve that too
+            ds = cfg.fine_scale_step / 2.0
+            res2 = self.coarse(frame, cam, mk([res.hyp.heading_grid_deg], [math.exp(-ds), math.exp(ds)]), box,
+                               cells=cells, cache=cache)
+            if res2 is not None and res2.z_peak > res.z_peak:
+                res = res2
         hyp = res.hyp
         H_g_from_img = np.linalg.inv(ground_to_image_homography(cam, hyp.pose()))
         T = np.array([[1.0, 0.0, res.xy[0]], [0.0, 1.0, res.xy[1]], [0.0, 0.0, 1.0]])
         H, model = T @ H_g_from_img, "template"
         info = {"fine_level": level, "fine_cell_m": cell, "coarse_level": coarse.info.get("level"),
                 "coarse_cell_m": coarse.cell_m, "fine_z": res.z_peak, "coarse_to_fine_m": float(np.hypot(*(res.xy - coarse.xy)))}
+        t1 = time.perf_counter()
         # 2. patches of the frame: do its parts agree (evidence), and is there tilt to explain (homography)?
-        key = (level, (hyp,))
-        tmpl = (cache or {}).get(key) or make_templates(frame, cam, [hyp], cell, self.extractors,
-                                                        max_cells=4 * cells, cache=None if cache is None else cache.get("frame"))
+        tmpl = [res.template] if res.template is not None else make_templates(frame, cam, [hyp], cell, self.extractors,
+                                                                               max_cells=4 * cells, cache=cache)
         src = dst = np.zeros((0, 2))
         inliers = tested = 0
         rms = math.nan
         if tmpl:
             t = tmpl[0]
             S = cfg.fine_patch_search_cells
-            ext = float(np.abs(t.anchor_xy).max()) + cell * (max(t.feats.shape[1:]) + S + 2)
-            win = self.store.window(level, (res.xy[0] - ext, res.xy[1] - ext, res.xy[0] + ext, res.xy[1] + ext), self.methods)
+            # just the template's ground extent at the fine fix, plus the patches' search margin
+            m = cell * (S + 2)
+            x0, y1 = res.xy + t.anchor_xy
+            x1, y0 = x0 + cell * t.feats.shape[2], y1 - cell * t.feats.shape[1]
+            win = self.store.window(level, (x0 - m, y0 - m, x1 + m, y1 + m), self.methods)
             P = cfg.fine_patch_cells
             src, dst, z, tested = patch_correspondences(t, win, res.xy, patch_cells=P, stride=max(1, P // 2), search_cells=S,
                                                         min_z=cfg.fine_patch_min_z, device=self.device)
@@ -317,9 +325,16 @@ class FineStage:
                     H, model = fit.M @ H_g_from_img, "homography"
             else:
                 src = dst = np.zeros((0, 2))
-        info.update(patch_inliers=inliers, patches_tested=tested, patch_rms_m=rms, fit_model=model)
+        info.update(patch_inliers=inliers, patches_tested=tested, patch_rms_m=rms, fit_model=model,
+                    fine_ms=(t1 - t0) * 1000.0, patch_ms=(time.perf_counter() - t1) * 1000.0)
         return FineFix(res.xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, inliers,
                        tested, rms if math.isfinite(rms) else cell, -1, hyp, src, dst, info)
+
+
+def _half_bins(sigma_in_steps: float) -> int:
+    """Bins on each side of the sensor's value so that +-2 sigma is covered, given that each bin
+    tolerates half a step of error: k bins reach k + 0.5 steps."""
+    return max(0, int(math.ceil(2.0 * sigma_in_steps - 0.5)))
 
 
 def _channel_weights(extractors) -> np.ndarray | None:

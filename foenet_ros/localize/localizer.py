@@ -338,7 +338,6 @@ class Localizer:
 
     def _dense_fix(self, d: FineFix, cam, pseudo, sensors, regions, wh) -> PoseFix | None:
         """A PoseFix from an accepted dense fit (a homography fit: the camera centre and tilt from it)."""
-        cfg = self.config
         score = float(d.info.get("score", 0.0))
         info = dict(d.info, z_peak=d.coarse.z_peak, rival_z=d.rival_z, margin=d.margin,
                     position_of="image_centre" if pseudo else "camera_centre")

@@ -103,6 +103,7 @@ class OverlapResult:
     heat: np.ndarray | None = None
     heat_extent: tuple[float, float, float, float] | None = None
     info: dict = field(default_factory=dict)
+    template: "Template | None" = None  # the winning hypothesis' template (reused by the patch stage)
 
     @property
     def margin(self) -> float:
@@ -501,7 +502,7 @@ def decode(scores: np.ndarray, overlap: np.ndarray, window: MapWindow, templates
             extent = (float(x[r, cols[0]]) - c / 2, float(x[r, cols[-1]]) + c / 2,
                       float(y[r, rows[-1]]) - c / 2, float(y[r, rows[0]]) + c / 2)
     return OverlapResult(np.array([px, py]), cov, t.hyp, zp, z2, float(overlap[r, u, v]), c, int(r), heat, extent,
-                         {"score_median": med, "score_scale": scale, "raw_peak": float(scores[r, u, v])})
+                         {"score_median": med, "score_scale": scale, "raw_peak": float(scores[r, u, v])}, t)
 
 
 def _parabola(a: float, b: float, c: float) -> float:

@@ -1,114 +1,15 @@
-"""Geometric verification: local features (OpenCV SIFT/ORB) + ratio test + RANSAC homography.
-
-Matches a camera frame against a north-up map crop; the homography (frame pixels -> crop pixels)
-is the evidence that turns a retrieved tile into a metric position.
-"""
+"""Geometric checks of keypoint fits: the north-up 3-DOF RANSAC, and the evidence tests a fit must
+pass before it may become a fix (distinct one-to-one matches, spread over the frame, a sane
+homography). The matching itself lives in :mod:`.refine` (frame keypoints vs. the index's map
+keypoints)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Features:
-    """Keypoints ``xy`` [N,2] float32 (pixels of the image they came from) and descriptors [N,D]."""
-
-    xy: np.ndarray
-    desc: np.ndarray | None
-
-    def __len__(self) -> int:
-        return 0 if self.desc is None else len(self.xy)
-
-
-@dataclass
-class Match:
-    """Result of matching two images.
-
-    Attributes:
-        H: 3x3 homography from image-1 pixels to image-2 pixels (None when it failed).
-        inliers: RANSAC inlier count.
-        matches: ratio-test matches.
-        pts1, pts2: inlier coordinates [M,2] in image 1 and image 2.
-        all1, all2: every ratio-test match [K,2] (for a constrained re-fit when the homography fails).
-    """
-
-    H: np.ndarray | None
-    inliers: int
-    matches: int
-    pts1: np.ndarray
-    pts2: np.ndarray
-    all1: np.ndarray = None
-    all2: np.ndarray = None
-
-
-_EMPTY = np.zeros((0, 2), np.float32)
-
-
-class FeatureMatcher:
-    """SIFT (RootSIFT descriptors, L2) or ORB (Hamming) with a brute-force ratio test and RANSAC."""
-
-    def __init__(self, feature: str = "sift", max_features: int = 2000, ratio: float = 0.8,
-                 ransac_px: float = 4.0, loose_ratio: float = 0.95) -> None:
-        self.feature = feature
-        self.ratio = float(ratio)
-        self.loose_ratio = float(loose_ratio)
-        self.ransac_px = float(ransac_px)
-        if feature == "sift":
-            self._det = cv2.SIFT_create(nfeatures=max_features)
-            self._bf = cv2.BFMatcher(cv2.NORM_L2)
-        elif feature == "orb":
-            self._det = cv2.ORB_create(nfeatures=max_features, fastThreshold=10)
-            self._bf = cv2.BFMatcher(cv2.NORM_HAMMING)
-        else:
-            raise ValueError(f"unknown feature {feature!r}")
-
-    def detect(self, image: np.ndarray, mask: np.ndarray | None = None, upright: bool = False) -> Features:
-        """Keypoints of an RGB [H,W,3] or grey [H,W] uint8 image (``mask``: uint8, 0 = ignore).
-
-        ``upright`` (SIFT only): descriptors without orientation normalisation, for two images that
-        are both north-up; far more distinctive across seasons and sensors than rotated ones.
-        """
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-        if upright and self.feature == "sift":
-            kps = self._det.detect(gray, mask)
-            for k in kps:
-                k.angle = 0.0
-            kps, desc = self._det.compute(gray, kps) if kps else ((), None)
-        else:
-            kps, desc = self._det.detectAndCompute(gray, mask)
-        if desc is None or len(kps) == 0:
-            return Features(_EMPTY, None)
-        if self.feature == "sift":  # RootSIFT: Hellinger kernel, a free gain in matching
-            desc = desc / (np.abs(desc).sum(axis=1, keepdims=True) + 1e-7)
-            desc = np.sqrt(desc).astype(np.float32)
-        xy = np.array([k.pt for k in kps], dtype=np.float32)
-        return Features(xy, desc)
-
-    def match(self, f1: Features, f2: Features) -> Match:
-        """Ratio-test matches + RANSAC homography from ``f1``'s image to ``f2``'s image."""
-        if len(f1) < 4 or len(f2) < 4:
-            return Match(None, 0, 0, _EMPTY, _EMPTY)
-        knn = [m for m in self._bf.knnMatch(f1.desc, f2.desc, k=2) if len(m) == 2]
-        good = [m[0] for m in knn if m[0].distance < self.ratio * m[1].distance]
-        # a looser set for the constrained (3-DOF) model, which tolerates far more outliers
-        loose = [m[0] for m in knn if m[0].distance < self.loose_ratio * m[1].distance]
-        a1 = f1.xy[[m.queryIdx for m in loose]] if loose else _EMPTY
-        a2 = f2.xy[[m.trainIdx for m in loose]] if loose else _EMPTY
-        if len(good) < 4:
-            return Match(None, 0, len(good), _EMPTY, _EMPTY, a1, a2)
-        p1 = f1.xy[[m.queryIdx for m in good]]
-        p2 = f2.xy[[m.trainIdx for m in good]]
-        H, mask = cv2.findHomography(p1, p2, cv2.RANSAC, self.ransac_px, maxIters=2000, confidence=0.999)
-        if H is None or mask is None:
-            return Match(None, 0, len(good), _EMPTY, _EMPTY, a1, a2)
-        inl = mask.ravel().astype(bool)
-        return Match(H, int(inl.sum()), len(good), p1[inl], p2[inl], a1, a2)
 
 
 def ransac_scale_translation(p1: np.ndarray, p2: np.ndarray, thr: float, iters: int = 2000,
