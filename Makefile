@@ -36,6 +36,8 @@ demo: setup
 	$(VENV)/bin/foenet demo
 
 test: setup
+	# lint first (seconds): undefined names, unused imports, syntax errors
+	$(VENV)/bin/ruff check --select F,E9 foenet_ros bench test launch
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -187,6 +187,8 @@ def summarize(records: list[dict]) -> dict:
     timing = {k: {"p50": float(np.percentile([r["timings_ms"].get(k, 0.0) for r in records], 50)),
                   "p99": float(np.percentile([r["timings_ms"].get(k, 0.0) for r in records], 99))} for k in stages} if n else {}
     warm = records[1:] if n > 2 else records
+    track = [r["timings_ms"]["wall"] for r in records if r.get("search") == "track"]
+    cold = [r["timings_ms"]["wall"] for r in records if r.get("search") and not str(r["search"]).startswith("track")]
     out = {
         "frames": n,
         "verified_share": len(ver) / n if n else 0.0,
@@ -203,6 +205,10 @@ def summarize(records: list[dict]) -> dict:
         "status_counts": {s: sum(r["status"] == s for r in records) for s in ("verified", "retrieval", "tracked", "lost")},
         "timings_ms": timing,
         "fps_p50": 1000.0 / max(np.percentile([r["timings_ms"]["wall"] for r in warm], 50), 1e-6) if n else None,
+        "tracking_ms": {"frames": len(track), "p50": float(np.percentile(track, 50)), "p99": float(np.percentile(track, 99))}
+        if track else None,
+        "cold_ms": {"frames": len(cold), "p50": float(np.percentile(cold, 50)), "p99": float(np.percentile(cold, 99))}
+        if cold else None,
     }
     return out
 

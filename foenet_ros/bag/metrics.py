@@ -113,6 +113,7 @@ def compute_metrics(records: Sequence[FrameRecord], wall_s: float | None = None,
                 continue
         out["calibration"] = {
             "within_2sigma": sum(e <= 2 * s for e, s in sig) / len(sig) if sig else None,
+            "beyond_5sigma": sum(e > 5 * s for e, s in sig),
             "mahalanobis_95": sum(d <= CHI2_2DOF_95 for d in maha) / len(maha) if maha else None,
             "median_sigma_m": _pct([s for _, s in sig], 50),
             "n": len(sig),
@@ -151,6 +152,8 @@ def format_table(metrics: dict[str, Any]) -> str:
             ("error median / p90 / p99 / max", " / ".join(_f(e[k], "{:.1f}") for k in ("median", "p90", "p99", "max")) + " m"),
             ("within 5 / 10 / 25 m", " / ".join(_f(w[k], "{:.1%}") for k in ("5", "10", "25"))),
         ]
+        if "beyond_5sigma" in (metrics.get("calibration") or {}):
+            rows.append(("fixes beyond 5 sigma", str(metrics["calibration"]["beyond_5sigma"])))
         h = metrics.get("heading_error_deg")
         rows.append(("heading error median / p90", (_f(h["median"]) + " / " + _f(h["p90"]) + " deg") if h else "-"))
         c = metrics.get("calibration") or {}
@@ -158,7 +161,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     else:
         rows.append(("ground truth", "NONE in this bag: accuracy not measured"))
     lat = metrics.get("latency_ms") or {}
-    for k in ("encode", "search", "verify", "total"):
+    for k in ("encode", "search", "fine", "refine", "total"):
         if k in lat:
             rows.append((f"latency {k} p50 / p99", f"{_f(lat[k]['p50'])} / {_f(lat[k]['p99'])} ms"))
     rows.append(("effective FPS", _f(metrics.get("effective_fps"), "{:.2f}")))
