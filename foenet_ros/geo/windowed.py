@@ -201,8 +201,9 @@ class WindowedMap(GridGeometry):
         if c1 <= c0 or r1 <= r0:  # entirely off the map
             return np.zeros(shape, np.uint8), np.zeros((h, w), bool)
         if (c1 - c0) * (r1 - r0) > MAX_READ_PX:
-            raise RasterError(f"a warp of map {self.name!r} would decode {(c1 - c0)} x {(r1 - r0)} px at level {lvl}; "
-                              "it looks past the horizon: reduce the tilt or the output size")
+            raise RasterError(f"a warp of map {self.name!r} would decode {(c1 - c0)} x {(r1 - r0)} px at level {lvl} "
+                              "(a view up to the horizon, or an output much finer than its ground footprint): "
+                              "reduce the tilt or the output size")
         img, val = self._read_level(lvl, c0, r0, c1 - c0, r1 - r0)
         win_tr = affine_compose(lt, Affine.translation(c0, r0))
         sub = MapRaster(image=img, valid=val, transform=win_tr, frame=self.frame, gsd_m=float(win_tr.a), name=self.name)

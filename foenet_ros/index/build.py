@@ -90,10 +90,14 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
         recover_dir(out_dir)  # a build killed mid-swap left out_dir missing / stale copies: repair first
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists; pass overwrite=True (CLI: --force) or choose another --out")
+    import rasterio
+
     dist = distributed.from_env()
     try:
-        return _build(maps, encoder, out_dir, config, dist, progress,
-                      default_products() + list(extra_products or []))
+        # GDAL's own block cache (default: 5 % of the RAM) is bounded too: the build's memory does not grow with the map
+        with rasterio.Env(GDAL_CACHEMAX=max(64, config.cache_mb // 2)):
+            return _build(maps, encoder, out_dir, config, dist, progress,
+                          default_products() + list(extra_products or []))
     finally:
         dist.close()
 

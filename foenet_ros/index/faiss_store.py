@@ -42,10 +42,10 @@ def pq_m_for(dim: int, requested: int | None) -> int:
 
 def make_index(
     batches: Callable[[], Iterable[np.ndarray]] | np.ndarray,
-    n: int,
-    dim: int,
     index_type: str,
     *,
+    n: int | None = None,
+    dim: int | None = None,
     sample: Callable[[np.ndarray], np.ndarray] | None = None,
     hnsw_m: int = 32,
     hnsw_ef_search: int = 128,
@@ -60,7 +60,7 @@ def make_index(
     Args:
         batches: an ``[N, D]`` array, or a callable returning an iterable of ``[b, D]`` arrays in
             tile order (called once or twice: streamed, never concatenated).
-        n, dim: total count and dimension.
+        n, dim: total count and dimension (needed with a callable; taken from an array).
         sample: ``sample(sorted_ids) -> [len(ids), D]`` rows by id (IVF training); default: from ``batches``.
         index_type: ``flat | hnsw | ivf | ivfpq``.
     Returns ``(index, params)``; ``params`` (JSON, integers) records what was built so a loader can
@@ -70,6 +70,7 @@ def make_index(
 
     if isinstance(batches, np.ndarray):
         arr = batches
+        n, dim = arr.shape
         batches = lambda: (arr[i : i + ADD_BATCH] for i in range(0, len(arr), ADD_BATCH))  # noqa: E731
         sample = sample or (lambda ids: arr[ids])
     params: dict = {}

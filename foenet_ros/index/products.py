@@ -342,7 +342,7 @@ class TileDescriptors:
                 return out
 
         index, params = faiss_store.make_index(
-            batches, n, dim, kind, sample=sample, hnsw_m=cfg.hnsw_m, hnsw_ef_search=cfg.hnsw_ef_search,
+            batches, kind, n=n, dim=dim, sample=sample, hnsw_m=cfg.hnsw_m, hnsw_ef_search=cfg.hnsw_ef_search,
             ivf_nlist=cfg.ivf_nlist, ivf_nprobe=cfg.ivf_nprobe, pq_m=cfg.pq_m, rerank=cfg.rerank, train_max=cfg.train_max)
         faiss_store.write(index, out_dir / FAISS_FILE)
         entry = {"type": kind, "metric": "inner_product", "params": params}
