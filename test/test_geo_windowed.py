@@ -18,6 +18,17 @@ from foenet_ros.geo.windowed import WindowedMap, write_cog, write_geotiff_window
 LON0, LAT0 = 85.52, 27.63
 
 
+def quadrant_tifs(m: MapRaster, folder) -> list:
+    """``m`` cut into four GeoTIFF quadrants (what a survey delivers: tiles on one grid)."""
+    h2, w2 = m.height // 2, m.width // 2
+    parts = []
+    for i, (r, c) in enumerate([(0, 0), (0, w2), (h2, 0), (h2, w2)]):
+        sub = MapRaster(m.image[r : r + h2, c : c + w2].copy(), m.valid[r : r + h2, c : c + w2].copy(),
+                        affine_compose(m.transform, Affine.translation(c, r)), m.frame, m.gsd_m)
+        parts.append(write_geotiff_window(folder / f"q{i}.tif", sub))
+    return parts
+
+
 @pytest.fixture(scope="module")
 def holey_map() -> MapRaster:
     """1400 x 1000 px at 0.5 m with a no-data corner (valid mask matters)."""
@@ -134,12 +145,7 @@ def test_damaged_block_and_bad_files_raise_raster_errors(tmp_path, holey_map):
 
 def test_vrt_mosaic_of_parts_and_cog_with_jpeg_keeps_the_exact_mask(tmp_path, holey_map):
     m = holey_map
-    h2, w2 = m.height // 2, m.width // 2
-    parts = []
-    for i, (r, c) in enumerate([(0, 0), (0, w2), (h2, 0), (h2, w2)]):
-        sub = MapRaster(m.image[r : r + h2, c : c + w2].copy(), m.valid[r : r + h2, c : c + w2].copy(),
-                        affine_compose(m.transform, Affine.translation(c, r)), m.frame, m.gsd_m)
-        parts.append(write_geotiff_window(tmp_path / f"q{i}.tif", sub))
+    parts = quadrant_tifs(m, tmp_path)
     vrt = write_vrt(parts[::-1], tmp_path / "m.vrt")  # order does not matter: placed by georeference
     v = WindowedMap(vrt)
     assert v.transform == m.transform and (v.width, v.height) == (m.width, m.height)

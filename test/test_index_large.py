@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 
 from foenet_ros.geo import MapRaster, synthetic_map
-from foenet_ros.geo.raster import MapSource, affine_compose
-from foenet_ros.geo.windowed import WindowedMap, write_geotiff_window, write_vrt
+from foenet_ros.geo.raster import MapSource
+from foenet_ros.geo.windowed import WindowedMap, write_vrt
 from foenet_ros.index import IndexConfig, TileIndex, build_index
 from foenet_ros.index.products import BuildContext, WorkItem
-from test_index import _CachingEncoder  # noqa: F401 - the memoising encoder wrapper
+from test_geo_windowed import quadrant_tifs
+from test_index import _CachingEncoder  # the memoising encoder wrapper
 from test_index import caching_encoder, encoder  # noqa: F401 - fixtures
 
 
@@ -100,13 +100,7 @@ def test_the_build_reads_the_map_only_by_window(tmp_path, map_400, caching_encod
 
 def test_a_vrt_mosaic_indexes_like_the_single_file(tmp_path, map_400, caching_encoder):
     m, tif = map_400
-    h2, w2 = m.height // 2, m.width // 2
-    parts = []
-    for i, (r, c) in enumerate([(0, 0), (0, w2), (h2, 0), (h2, w2)]):
-        sub = MapRaster(m.image[r : r + h2, c : c + w2].copy(), m.valid[r : r + h2, c : c + w2].copy(),
-                        affine_compose(m.transform, Affine.translation(c, r)), m.frame, m.gsd_m)
-        parts.append(write_geotiff_window(tmp_path / f"q{i}.tif", sub))
-    vrt = write_vrt(parts, tmp_path / "mosaic.vrt")
+    vrt = write_vrt(quadrant_tifs(m, tmp_path), tmp_path / "mosaic.vrt")
     cfg = IndexConfig(scales_m=(60.0,))
     a = build_index(tif, caching_encoder, tmp_path / "tif", cfg, progress=False)
     b = build_index(vrt, caching_encoder, tmp_path / "vrt", cfg, progress=False)
