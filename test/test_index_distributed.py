@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-VOLATILE = ("created_utc", "build")  # the manifest's timestamp and wall time / process count
+VOLATILE = ("created_utc", "build", "manifest_sha256")  # timestamp, wall time / process count, and the seal over them
 
 
 def _free_port() -> int:
