@@ -203,7 +203,7 @@ def make_million(work: Path, real_index: Path, n: int = 1_000_000, km2: float = 
     from foenet_ros.geo import MapRaster, TileSet
     from foenet_ros.geo.tiles import square_polygon
     from foenet_ros.index import IndexConfig, TileIndex, faiss_store
-    from foenet_ros.index.manifest import FAISS_FILE, MANIFEST, TILES_FILE, file_entry
+    from foenet_ros.index.manifest import FAISS_FILE, MANIFEST, TILES_FILE, write_manifest
     from foenet_ros.index.products import DESCRIPTORS_FILE, MAP_FILE, MASK_FILE, save_npz_deterministic
     from foenet_ros.geo.windowed import write_cog
 
@@ -271,9 +271,10 @@ def make_million(work: Path, real_index: Path, n: int = 1_000_000, km2: float = 
     man["faiss"] = {"type": "ivfpq", "metric": "inner_product", "params": params,
                     "descriptors": {"file": DESCRIPTORS_FILE, "dtype": "float16", "shape": [n, dim]}}
     man["config"] = IndexConfig(scales_m=(120.0, 170.0, 240.0), index_type="ivfpq").to_json()
-    man["build"] = {"world_size": 1, "seconds": round(train_s, 1), "synthetic": "bench_large --million"}
-    man["files"] = {p.name: file_entry(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
-    (tmp / MANIFEST).write_text(json.dumps(man, indent=2) + "\n")
+    man["build"] = {"world_size": 1, "faiss_s": round(train_s, 1), "synthetic": "bench_large --million"}
+    for key in ("files", "manifest_sha256"):
+        man.pop(key, None)
+    write_manifest(tmp, man)  # lists every file (size + sha256) and seals the manifest
     os.replace(tmp, out)
     log.info("million: trained + added in %.0f s", train_s)
     return out
@@ -346,10 +347,18 @@ def table(rows: dict, extra: dict, million: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _probe_fields(pr: dict) -> dict:
+    return {"load_s": pr["load_s"], "load_size_checked_s": pr["load_size_checked_s"],
+            "node_rss_mib": pr["rss_localizer_mib"], "node_rss_peak_mib": pr["rss_peak_mib"],
+            "search_ms_p50": pr["search_ms_p50"], "search_ms_p99": pr["search_ms_p99"], "views": pr.get("views")}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/foenet_bench_large"))
-    p.add_argument("--sizes", type=float, nargs="+", default=[2.0, 20.0, 200.0], help="map areas, km^2")
+    p.add_argument("--sizes", type=float, nargs="*", default=[2.0, 20.0, 200.0], help="map areas, km^2")
+    p.add_argument("--reprobe", action="store_true",
+                   help="keep the builds already measured (index + row present); only re-run their probes")
     p.add_argument("--million", action="store_true", help="also the 10^6-tile IVF-PQ budget")
     p.add_argument("--views", type=int, default=30, help="cold-start views localised per size")
     p.add_argument("--threads", type=int, default=2)
@@ -371,8 +380,13 @@ def main(argv=None) -> int:
     results["setup"] = {"gsd_m": GSD_M, "tile_m": TILE_M, "overlap": 0.5, "alt_m": ALT_M, "hfov_deg": HFOV_DEG,
                         "map": "procedural synthetic_map blocks <= 2 km, one town each, GeoTIFF blocks + VRT"}
     for km2 in args.sizes:
-        vrt = make_map(args.work, km2)
         idx_dir = args.work / f"index_{km2:g}km2"
+        if args.reprobe and f"{km2:g}" in rows and idx_dir.is_dir():
+            pr = run_probe(idx_dir, 1000, args.views, seed=int(km2))
+            rows[f"{km2:g}"].update(_probe_fields(pr), probe=pr)
+            out_json.write_text(json.dumps(results, indent=2) + "\n")
+            continue
+        vrt = make_map(args.work, km2)
         b = build(vrt, idx_dir, args.threads)
         log.info("built %g km2 in %.0f s, peak RSS %.0f MiB", km2, b["wall_s"], b["peak_rss_mib"])
         pr = run_probe(idx_dir, 1000, args.views, seed=int(km2))
@@ -380,11 +394,7 @@ def main(argv=None) -> int:
             "km2": km2, "tiles": b["summary"]["tiles"], "type": b["summary"]["type"], "build_s": b["wall_s"],
             "build_peak_rss_mib": b["peak_rss_mib"], "disk_mib": b["disk_bytes"] / 2**20,
             "files_bytes": b["files_bytes"], "map_gsd_m": b["summary"]["map_gsd_m"],
-            "map_resampled": b["summary"]["map_resampled"], "load_s": pr["load_s"],
-            "load_size_checked_s": pr["load_size_checked_s"],
-            "node_rss_mib": pr["rss_localizer_mib"], "node_rss_peak_mib": pr["rss_peak_mib"],
-            "search_ms_p50": pr["search_ms_p50"], "search_ms_p99": pr["search_ms_p99"], "views": pr.get("views"),
-            "probe": pr,
+            "map_resampled": b["summary"]["map_resampled"], **_probe_fields(pr), "probe": pr,
         }
         out_json.write_text(json.dumps(results, indent=2) + "\n")
     if args.million and "200" in rows:

@@ -132,6 +132,7 @@ def _build(maps, encoder, out_dir: Path, config: IndexConfig, dist, progress: bo
     map_copy = next(p for p in products if isinstance(p, MapCopy))
     _run_stage(ctx, [p for p in products if p.stage == "map"], "reading map", progress)
     dist.barrier()
+    t_map = time.perf_counter() - t0
     ctx.map = WindowedMap(map_copy.parts_vrt(ctx), grid.frame, name=grid.name, cache_mb=config.cache_mb)
     ctx.tiles = plan_tiles(ctx, map_copy, config)
     log.info("map %s: %d x %d px at %.3f m/px, %d tiles at scales %s m", grid.name, grid.width, grid.height,
@@ -140,10 +141,11 @@ def _build(maps, encoder, out_dir: Path, config: IndexConfig, dist, progress: bo
     # --- stage "tiles": descriptors (and any product that reads the stored map + tiles) ----
     _run_stage(ctx, [p for p in products if p.stage == "tiles"], "encoding tiles", progress)
     dist.barrier()
+    timings = {"map_stage_s": round(t_map, 1), "tiles_stage_s": round(time.perf_counter() - t0 - t_map, 1)}
 
     # --- merge (rank 0): assemble the directory in a temp dir, then rename ------------------
     if dist.main:
-        _merge(ctx, products, out_dir, source_files, encoder, time.perf_counter() - t0)
+        _merge(ctx, products, out_dir, source_files, encoder, timings)
         ctx.map.close()
         shutil.rmtree(partial, ignore_errors=True)
     else:
@@ -211,7 +213,8 @@ def _run_stage(ctx: BuildContext, products: list, desc: str, progress: bool) -> 
         bar.close()
 
 
-def _merge(ctx: BuildContext, products: list, out_dir: Path, source_files: list[Path], encoder, seconds: float) -> None:
+def _merge(ctx: BuildContext, products: list, out_dir: Path, source_files: list[Path], encoder,
+           timings: dict) -> None:
     tmp = make_tmp_dir(out_dir)
     try:
         sections: dict = {}
@@ -244,7 +247,7 @@ def _merge(ctx: BuildContext, products: list, out_dir: Path, source_files: list[
                 "tile_px": ctx.tile_px,
             },
             "products": {p.name: p.version for p in products},
-            "build": {"world_size": ctx.dist.world, "seconds": round(seconds, 1)},
+            "build": {"world_size": ctx.dist.world, **timings},  # the merge itself is not in there
             "config": cfg.to_json(),
         }
         write_manifest(tmp, manifest)  # adds the size + sha256 of every file and the manifest's checksum
