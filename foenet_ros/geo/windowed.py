@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 BLOCK_PX = 512
 #: refuse to decode more than this many pixels for one read (a runaway perspective warp, a whole-map ``.image``)
 MAX_READ_PX = 100_000_000
+#: GDAL's own block cache while a block is decoded, MiB. The decoded blocks live in our LRU; GDAL's cache
+#: (default: 5 % of the RAM) would keep a second, compressed-then-decoded copy of everything ever read:
+#: measured on the 200 km² index, the node's RSS grew ~30 MB per localised frame without this cap, flat with it.
+GDAL_CACHE_MB = 32
 
 
 class BlockCache:
@@ -285,6 +289,7 @@ class WindowedMap(GridGeometry):
         return item
 
     def _decode_block(self, level: int, by: int, bx: int) -> tuple[np.ndarray, np.ndarray]:
+        import rasterio
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
@@ -292,7 +297,7 @@ class WindowedMap(GridGeometry):
         c0, r0 = bx * BLOCK_PX, by * BLOCK_PX
         w, h = min(BLOCK_PX, lw - c0), min(BLOCK_PX, lh - r0)
         f = 2**level
-        with self._lock:
+        with self._lock, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             ds, exact = self._dataset_for(level)
             try:
                 if exact:  # the file's own overview (or level 0): a plain windowed read
