@@ -45,7 +45,7 @@ class TileIndex:
     """
 
     #: decoded-map-block cache of :meth:`map_raster` (MiB): bounds the run-time memory of any map size
-    MAP_CACHE_MB = 256
+    MAP_CACHE_MB = 128
 
     def __init__(self, path: Path, manifest: dict, faiss_index, tiles, frame, descriptors=None) -> None:
         self.path = Path(path)
