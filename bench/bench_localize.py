@@ -60,6 +60,21 @@ log = logging.getLogger("bench_localize")
 CASES = ("banepa", "banepa-imu", "banepa-flight", "naip-2012-2019", "naip-2019-2020", "naip-nir", "pix4d",
          "aerovloc", "orthority")
 _SIG = set(inspect.signature(Localizer.localize).parameters)
+#: --fine-methods (cfog / foenet): the dense features the indexes store and the Localizer correlates
+FINE_METHODS: tuple[str, ...] | None = None
+
+
+def index_config(**kw) -> IndexConfig:
+    cfg = IndexConfig(**kw)
+    if FINE_METHODS is not None:
+        from foenet_ros.index.fine import FineConfig
+
+        cfg = cfg.replace(fine=FineConfig(methods=FINE_METHODS))
+    return cfg
+
+
+def loc_config() -> LocalizerConfig:
+    return LocalizerConfig(fine_methods=FINE_METHODS) if FINE_METHODS is not None else LocalizerConfig()
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -69,7 +84,7 @@ def get_index(cache: Path, name: str, maps, encoder, config: IndexConfig) -> Til
         try:
             idx = TileIndex.load(out)
             idx.check_encoder(encoder)
-            Localizer(idx, encoder, LocalizerConfig())  # an index this version can use
+            Localizer(idx, encoder, loc_config())  # an index this version can use
             return idx
         except Exception as exc:  # stale cache (another version / model): rebuild
             log.warning("rebuilding %s: %s", out, exc)
@@ -217,7 +232,7 @@ def summarize(records: list[dict]) -> dict:
 def banepa_index(data, cache, encoder):
     path = data / "oam_banepa" / "banepa_z19_0.15m.tif"
     mp = read_map([path], gsd_m=0.3)
-    cfg = IndexConfig(hfov_deg=70, image_size=(640, 480), alt_range_m=(80, 150), max_tilt_deg=20, map_gsd_m=0.3)
+    cfg = index_config(hfov_deg=70, image_size=(640, 480), alt_range_m=(80, 150), max_tilt_deg=20, map_gsd_m=0.3)
     return mp, get_index(cache, "banepa_0.3m", mp, encoder, cfg)
 
 
@@ -225,7 +240,7 @@ def case_banepa(data, cache, encoder, n, seed, with_imu: bool) -> dict:
     mp, idx = banepa_index(data, cache, encoder)
     intr = CameraIntrinsics.from_hfov(70, 640, 480)
     poses = random_poses(mp, n, (80, 150), (0, 20), seed, margin_m=120)
-    loc = Localizer(idx, encoder, LocalizerConfig())
+    loc = Localizer(idx, encoder, loc_config())
     sensors = {"attitude_sigma": 0.5, "alt_sigma_frac": 0.03} if with_imu else None
     return run_views("banepa" + ("-imu" if with_imu else ""), loc, mp, intr, poses, sequence=False, sensors=sensors)
 
@@ -234,7 +249,7 @@ def case_banepa_flight(data, cache, encoder, n, seed) -> dict:
     mp, idx = banepa_index(data, cache, encoder)
     intr = CameraIntrinsics.from_hfov(70, 960, 540)
     poses = flight_poses(mp, n, 110.0, 10.0, 2.0, seed, margin_m=150)
-    loc = Localizer(idx, encoder, LocalizerConfig())
+    loc = Localizer(idx, encoder, loc_config())
     return run_views("banepa-flight", loc, mp, intr, poses, sequence=True, rate_hz=2.0,
                      sensors={"heading_sigma": 2.0, "attitude_sigma": 0.5, "alt_sigma_frac": 0.03})
 
@@ -246,11 +261,11 @@ def case_naip(data, cache, encoder, n, seed, map_year: str, view_year: str, nir:
     vfile = next(f for f in files if view_year in f.name)
     mp = read_map([mfile])
     view_map = read_map([vfile], frame=mp.frame, bands=[4] if nir else None)
-    cfg = IndexConfig(hfov_deg=70, image_size=(960, 540), alt_range_m=(1300, 1700), max_tilt_deg=10, map_accuracy_m=3.0)
+    cfg = index_config(hfov_deg=70, image_size=(960, 540), alt_range_m=(1300, 1700), max_tilt_deg=10, map_accuracy_m=3.0)
     idx = get_index(cache, f"naip_{map_year}_1500", [mfile], encoder, cfg)
     intr = CameraIntrinsics.from_hfov(70, 960, 540)
     poses = flight_poses(mp, n, 1500.0, 40.0, 1.0, seed, margin_m=1100)
-    loc = Localizer(idx, encoder, LocalizerConfig())
+    loc = Localizer(idx, encoder, loc_config())
     out = run_views(f"naip-{map_year}-{view_year}{'-nir' if nir else ''}", loc, mp, intr, poses, sequence=True,
                     render_map=view_map, rate_hz=1.0, sensors={"heading_sigma": 2.0, "attitude_sigma": 0.1, "alt_sigma_frac": 0.02})
     out["map"], out["views"] = mfile.name, vfile.name + (" (NIR band)" if nir else "")
@@ -260,11 +275,11 @@ def case_naip(data, cache, encoder, n, seed, map_year: str, view_year: str, nir:
 def case_pix4d(data, cache, encoder, n, seed) -> dict:
     tif = sorted((data / "pix4d_bali_ortho").glob("*.tif"))[0]
     mp = read_map([tif])
-    cfg = IndexConfig(hfov_deg=70, image_size=(640, 480), alt_range_m=(40, 70), max_tilt_deg=15)
+    cfg = index_config(hfov_deg=70, image_size=(640, 480), alt_range_m=(40, 70), max_tilt_deg=15)
     idx = get_index(cache, "pix4d", [tif], encoder, cfg)
     intr = CameraIntrinsics.from_hfov(70, 640, 480)
     poses = random_poses(mp, n, (40, 70), (0, 15), seed, margin_m=40)
-    loc = Localizer(idx, encoder, LocalizerConfig())
+    loc = Localizer(idx, encoder, loc_config())
     return run_views("pix4d", loc, mp, intr, poses, sequence=False)
 
 
@@ -273,13 +288,13 @@ def case_aerovloc(data, cache, encoder) -> dict:
 
     root = data / "aerovloc_pair"
     maps = [root / "map" / "0.png", root / "map" / "1.png"]
-    idx = get_index(cache, "aerovloc", maps, encoder, IndexConfig(scales_m=(80.0, 120.0, 180.0), map_accuracy_m=3.0))
+    idx = get_index(cache, "aerovloc", maps, encoder, index_config(scales_m=(80.0, 120.0, 180.0), map_accuracy_m=3.0))
     truth = {}
     for line in (root / "queries" / "queries.txt").read_text().splitlines()[1:]:
         parts = line.split()
         if len(parts) == 3:
             truth[parts[0]] = (float(parts[1]), float(parts[2]))  # lon lat
-    loc = Localizer(idx, encoder, LocalizerConfig())
+    loc = Localizer(idx, encoder, loc_config())
     out = {}
     for name in ("0.jpg", "1.png"):
         img = cv2.cvtColor(cv2.imread(str(root / "queries" / name)), cv2.COLOR_BGR2RGB)
@@ -318,13 +333,13 @@ def case_orthority(data, cache, encoder) -> dict:
     for name, (x, y, z) in gt.items():
         others = [root / "ortho" / f"{o}_ORTHO.tif" for o in gt if o != name]
         alt = z - ground_z
-        cfg = IndexConfig(hfov_deg=intr.hfov_deg, image_size=(w, h), alt_range_m=(alt * 0.8, alt * 1.2),
+        cfg = index_config(hfov_deg=intr.hfov_deg, image_size=(w, h), alt_range_m=(alt * 0.8, alt * 1.2),
                           max_tilt_deg=30, min_valid=0.3, map_accuracy_m=0.5)
         if "dsm" in {f.name for f in dataclasses.fields(IndexConfig)}:  # this version knows surface models
             cfg = cfg.replace(dsm=str(root / "dsm.tif"))
         idx = get_index(cache, f"orthority_not_{name}", others, encoder, cfg)
         img = cv2.cvtColor(cv2.imread(str(root / "images" / f"{name}.tif")), cv2.COLOR_BGR2RGB)
-        loc = Localizer(idx, encoder, LocalizerConfig())
+        loc = Localizer(idx, encoder, loc_config())
         t = time.perf_counter()
         est = loc.localize(img, camera=intr)
         err = math.hypot(est.x - x, est.y - y) if est.has_fix else None
@@ -442,9 +457,13 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="checkpoint (default: bundled default model)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target machine has 2 cores)")
+    ap.add_argument("--fine-methods", nargs="+", default=None, choices=["cfog", "foenet"],
+                    help="dense features of the fine stage (default: the version's default; foenet needs --model with an overlap head)")
     ap.add_argument("--baseline", default=None, help="git revision to run side by side (e.g. 9264abf)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    global FINE_METHODS
+    FINE_METHODS = tuple(args.fine_methods) if args.fine_methods else None
     if shared_data_dir() is None:
         print("set FOENET_DATA to the shared data folder", file=sys.stderr)
         return 2

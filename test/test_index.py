@@ -200,7 +200,9 @@ def test_interrupted_build_leaves_nothing_and_resumes(tmp_path, encoder):
     assert not out.exists()
     assert not list(tmp_path.glob("idx.tmp-*"))
     partial = tmp_path / "idx.partial"
-    assert len(list(partial.glob("chunk_*.npy"))) == 2  # two chunks checkpointed before the crash
+    assert len(list(partial.glob("descriptors/*.done"))) == 2  # two chunks checkpointed before the crash
+    assert len(list(partial.glob("descriptors/[0-9]*.npy"))) == 2
+    assert len(list(partial.glob("map/*.done"))) == 1  # the map (one part) was stored before encoding began
     resumed = _FailingEncoder(encoder, fail_after=None)
     build_index(mp, resumed, out, cfg, progress=False)
     n = TileIndex.load(out).manifest["tiles"]["count"]

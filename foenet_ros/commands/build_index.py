@@ -1,13 +1,20 @@
 """Build a FAISS tile index of a georeferenced map for `foenet localize`, the node and the bag replay.
 
-The map (one GeoTIFF, several GeoTIFFs mosaicked by georeference, or an image with a
-map_metadata.txt / world-file sidecar) is cut into overlapping square tiles at several ground
-sizes, each tile is encoded with FOENet, and everything lands in ONE directory: index.faiss,
-tiles.npz, manifest.json (model fingerprint, CRS, GSD, scales, counts, source sha256) and a
-GeoTIFF copy of the map (map.tif) used for geometric verification and plots.
+The map (one GeoTIFF/COG, a GDAL VRT mosaic, several files mosaicked by georeference, or an image
+with a map_metadata.txt / world-file sidecar) is read window by window -- never whole, so maps of
+thousands of km2 fit in a few GB of RAM -- and stored in the index as a tiled Cloud Optimized
+GeoTIFF at its native GSD (or the --gsd-m you ask for; the summary says which). It is cut into
+overlapping square tiles at several ground sizes, each tile is encoded with FOENet, and everything
+lands in ONE directory: index.faiss, tiles.npz, map.tif (COG), map_valid.png (coverage),
+manifest.json (model fingerprint, CRS, GSD, scales, counts, source sha256).
 
 Tile sizes come from --scales-m, or from the camera: --hfov (and --image-size) with the
 flight-height range --alt-range (and --max-tilt).
+
+Large maps: run the same command under torchrun to shard the work over processes / GPUs / nodes
+(the output directory must be on a file system every node sees). A killed build resumes where it
+stopped when rerun with the same arguments (any number of processes). Above 50,000 tiles the index
+is IVF-PQ (compressed, memory-mapped, re-ranked exactly) unless --index-type says otherwise.
 """
 
 from __future__ import annotations
@@ -15,17 +22,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 
 HELP = "build a FAISS tile index from georeferenced map rasters"
 
 EXAMPLES = """
-  # Banepa orthomosaic read at 0.3 m/px, tiles sized for a 70 deg camera flying 80-150 m
+  # Banepa orthomosaic at its native 0.15 m/px, tiles sized for a 70 deg camera flying 80-150 m
   foenet build-index $FOENET_DATA/oam_banepa/banepa_z19_0.15m.tif --out maps/banepa \\
-      --gsd-m 0.3 --hfov 70 --alt-range 80 150
-  # explicit tile sizes (metres), HNSW for a very large map, a trained checkpoint
+      --hfov 70 --alt-range 80 150
+  # explicit tile sizes (metres), a trained checkpoint, the map stored at 0.3 m/px (reported as resampled)
   foenet build-index ortho1.tif ortho2.tif --out maps/area --scales-m 60 90 130 \\
-      --index-type hnsw --model runs/foenet/best
+      --gsd-m 0.3 --model runs/foenet/best
+  # a VRT mosaic of many tiles, sharded over 8 GPUs of one box (same command on 1 CPU: drop torchrun)
+  torchrun --nproc_per_node=8 -m foenet_ros.cli build-index survey.vrt --out maps/survey \\
+      --hfov 70 --alt-range 100 200
   # the two aero-vloc satellite tiles (PNG + map_metadata.txt sidecar)
   foenet build-index $FOENET_DATA/aerovloc_pair/map/0.png $FOENET_DATA/aerovloc_pair/map/1.png \\
       --out maps/aerovloc --scales-m 80 120 180
@@ -35,7 +47,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("maps", nargs="+", metavar="MAP", help="map raster(s): GeoTIFF, or image + sidecar / world file")
+    p.add_argument("maps", nargs="+", metavar="MAP",
+                   help="map raster(s): GeoTIFF/COG, GDAL VRT, or image + sidecar / world file")
     p.add_argument("--out", required=True, help="index directory to create")
     m = p.add_mutually_exclusive_group()
     m.add_argument("--model", default=None, help="checkpoint directory (default: the bundled default model)")
@@ -50,11 +63,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--max-tilt", type=float, default=0.0, help="expected camera tilt from nadir, degrees")
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction (default 0.5)")
     p.add_argument("--min-valid", type=float, default=0.6, help="drop tiles with less valid data (default 0.6)")
-    p.add_argument("--gsd-m", type=float, default=None, help="read the map at this resolution, m/px (default native)")
-    p.add_argument("--index-type", choices=("flat", "hnsw", "ivf"), default="flat",
-                   help="flat = exact (default); hnsw/ivf = approximate, for very large maps")
+    p.add_argument("--gsd-m", type=float, default=None,
+                   help="read and store the map at this GSD, m/px (default: the native GSD, kept for verification)")
+    p.add_argument("--map-compression", choices=("jpeg", "deflate"), default="jpeg",
+                   help="stored map (COG): jpeg (quality 90, ~10x smaller; default) or lossless deflate")
+    p.add_argument("--index-type", choices=("auto", "flat", "hnsw", "ivf", "ivfpq"), default="auto",
+                   help="auto (default): exact flat up to 50,000 tiles, ivfpq above; hnsw/ivf on request")
     p.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--chunk-tiles", type=int, default=1024,
+                   help="tiles per checkpointed chunk: the unit of resume and of sharding (default 1024)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads per process (default: torch's choice; torchrun sets 1 per process)")
+    p.add_argument("--device", default="auto",
+                   help="cpu | cuda | auto (under torchrun each process takes the GPU of its LOCAL_RANK)")
     p.add_argument("--force", action="store_true", help="replace an existing --out directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -72,29 +93,57 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         min_valid=args.min_valid,
         map_gsd_m=args.gsd_m,
+        map_compression=args.map_compression,
         index_type=args.index_type,
         batch_size=args.batch_size,
+        chunk_tiles=args.chunk_tiles,
     )
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.model:
         model = load_checkpoint(args.model)
     elif args.preset:
         model = create_model(args.preset)
     else:
         model = load_default_model()
-    encoder = Encoder(model, device=args.device, batch_size=args.batch_size)
+    encoder = Encoder(model, device=_device(args.device), batch_size=args.batch_size)
+    t0 = time.perf_counter()
     out = build_index(args.maps, encoder, args.out, config, overwrite=args.force, progress=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
+        return 0
     index = TileIndex.load(out)
-    t = index.manifest["tiles"]
+    m, t, mc = index.manifest, index.manifest["tiles"], index.manifest["map_copy"]
     summary = {
         "index": str(out),
         "tiles": t["count"],
         "scales_m": [round(s, 1) for s in t["scales_m"]],
         "count_per_scale": t["count_per_scale"],
         "type": index.index_type,
-        "model": index.manifest["model"],
-        "frame": index.manifest["frame"],
-        "map_gsd_m": round(index.manifest["map"]["gsd_m"], 4),
+        "model": m["model"],
+        "frame": m["frame"],
+        "map_gsd_m": round(mc["gsd_m"], 4),
+        "native_gsd_m": round(mc["native_gsd_m"], 4),
+        "map_resampled": mc["resampled"],
+        "map_size_px": mc["size_px"],
+        "processes": m["build"]["world_size"],
+        "seconds": round(seconds, 1),
     }
+    note = "the native GSD of the input" if not mc["resampled"] else (
+        f"RESAMPLED as requested by --gsd-m (native {mc['native_gsd_m']:.4g} m/px)")
+    print(f"verification map: {mc['gsd_m']:.4g} m/px, {note}", file=sys.stderr)
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _device(device: str) -> str:
+    """Under torchrun, ``auto``/``cuda`` mean this process's GPU (``cuda:LOCAL_RANK``)."""
+    if device in ("auto", "cuda") and "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return device

@@ -20,7 +20,7 @@ from .camera import (
     project_points,
 )
 from .crs import WGS84, GeoFrame, utm_epsg_for_lonlat
-from .raster import LatLonBounds, MapRaster, crop_matrix, read_bounds_sidecar, read_map, read_world_file
+from .raster import LatLonBounds, MapRaster, MapSource, crop_matrix, open_map, read_bounds_sidecar, read_map, read_world_file
 from .render import render_view, view_gsd_m
 from .synthetic import synthetic_map
 from .tiles import TileSet, make_tiles, tile_scales_for_camera
@@ -41,6 +41,8 @@ __all__ = [
     "distort_uv",
     "MapRaster",
     "read_map",
+    "open_map",
+    "MapSource",
     "read_bounds_sidecar",
     "read_world_file",
     "LatLonBounds",

@@ -49,8 +49,107 @@ _LINEAR = cv2.INTER_LINEAR
 _NEAREST = cv2.INTER_NEAREST
 
 
+def cv_from_transform(transform: Affine, scale: float = 1.0) -> np.ndarray:
+    """3x3 matrix: frame ``(x, y, 1)`` -> OpenCV pixel-centre coords of the grid ``transform``
+    (corner convention), optionally scaled by ``scale`` (0.5 = one pyramid level coarser)."""
+    inv = ~transform
+    M = np.array([[inv.a, inv.b, inv.c], [inv.d, inv.e, inv.f], [0.0, 0.0, 1.0]])
+    # corner coords -> scaled corner coords -> centre coords
+    S = np.array([[scale, 0.0, -0.5], [0.0, scale, -0.5], [0.0, 0.0, 1.0]])
+    return S @ M
+
+
+class GridGeometry:
+    """Geometry of a north-up raster grid, shared by in-memory (:class:`MapRaster`) and windowed
+    (:class:`foenet_ros.geo.windowed.WindowedMap`) maps.
+
+    Subclasses provide ``transform`` (corner convention), ``width``, ``height``, ``gsd_m`` and ``frame``.
+    """
+
+    transform: Affine
+    gsd_m: float
+    frame: GeoFrame
+
+    @property
+    def bounds_xy(self) -> tuple[float, float, float, float]:
+        """``(xmin, ymin, xmax, ymax)`` of the raster's outer edges, metres."""
+        t = self.transform
+        x0, y0 = t.c, t.f
+        x1, y1 = affine_apply(t, self.width, self.height)
+        return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+    @property
+    def center_xy(self) -> tuple[float, float]:
+        xmin, ymin, xmax, ymax = self.bounds_xy
+        return ((xmin + xmax) / 2.0, (ymin + ymax) / 2.0)
+
+    @property
+    def size_m(self) -> tuple[float, float]:
+        """Ground extent ``(width_m, height_m)``."""
+        xmin, ymin, xmax, ymax = self.bounds_xy
+        return (xmax - xmin, ymax - ymin)
+
+    def xy_to_pixel(self, x, y):
+        """Frame metres -> continuous ``(col, row)`` in the corner convention (``floor`` gives the index)."""
+        col, row = affine_apply(~self.transform, np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        if np.ndim(col) == 0:
+            return float(col), float(row)
+        return np.asarray(col), np.asarray(row)
+
+    def pixel_to_xy(self, col, row):
+        """Continuous ``(col, row)`` (corner convention) -> frame metres. Use ``col + 0.5`` for a centre."""
+        x, y = affine_apply(self.transform, np.asarray(col, dtype=np.float64), np.asarray(row, dtype=np.float64))
+        if np.ndim(x) == 0:
+            return float(x), float(y)
+        return np.asarray(x), np.asarray(y)
+
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        """``(lon_min, lat_min, lon_max, lat_max)`` of the raster corners, degrees."""
+        xmin, ymin, xmax, ymax = self.bounds_xy
+        lon, lat = self.frame.to_lonlat(np.array([xmin, xmax, xmax, xmin]), np.array([ymin, ymin, ymax, ymax]))
+        return float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())
+
+    def cv_from_xy(self, level: int = 0) -> np.ndarray:
+        """3x3 matrix: frame ``(x, y, 1)`` -> OpenCV pixel-centre coords of ``cv2.pyrDown`` pyramid ``level``.
+
+        ``cv2.pyrDown`` centres its output pixel j on input pixel 2j, so level-k pixel j sits on level-0
+        pixel 2^k j: *centre* coordinates scale by 2^-k. (Scaling corner coordinates, right for a
+        box-averaged overview like GDAL's, shifts a pyrDown level by (1 - 2^-k) / 2 of a level-0 pixel:
+        2.5 m at level 1 of a 5 m map -- see test/test_geo_pyramid.py.)
+        """
+        s = 0.5**level
+        return np.diag([s, s, 1.0]) @ cv_from_transform(self.transform)
+
+    def pyramid_level_for(self, out_gsd_m: float) -> int:
+        """The coarsest pyramid level whose GSD is still finer than ``out_gsd_m`` (anti-aliasing)."""
+        ratio = out_gsd_m / self.gsd_m
+        if not math.isfinite(ratio) or ratio < 2.0:
+            return 0
+        return int(min(8, math.floor(math.log2(ratio))))
+
+    def window_grid(self, bounds_xy: Sequence[float], gsd_m: float | None = None) -> tuple[Affine, int, int]:
+        """The pixel grid of ``bounds_xy`` at ``gsd_m`` (default: the raster's), snapped outwards to
+        the raster's own grid lines: ``(transform, width, height)``.
+
+        Windows read at the raster's GSD are therefore pixel-aligned with it (a copy, no resampling).
+        """
+        gsd = float(gsd_m or self.gsd_m)
+        if not (math.isfinite(gsd) and gsd > 0):
+            raise RasterError(f"gsd_m must be positive, got {gsd_m}")
+        x0, y1 = self.transform.c, self.transform.f  # grid origin: the raster's top-left corner
+        xmin, ymin, xmax, ymax = (float(v) for v in bounds_xy)
+        if not (xmax > xmin and ymax > ymin):
+            raise RasterError(f"window bounds must be (xmin, ymin, xmax, ymax) with min < max, got {tuple(bounds_xy)}")
+        eps = 1e-6  # of a pixel: float noise must not add a row/column
+        c0 = math.floor((xmin - x0) / gsd + eps)
+        c1 = math.ceil((xmax - x0) / gsd - eps)
+        r0 = math.floor((y1 - ymax) / gsd + eps)
+        r1 = math.ceil((y1 - ymin) / gsd - eps)
+        return Affine(gsd, 0.0, x0 + c0 * gsd, 0.0, -gsd, y1 - r0 * gsd), max(1, c1 - c0), max(1, r1 - r0)
+
+
 @dataclass(eq=False)  # arrays inside: equality is identity
-class MapRaster:
+class MapRaster(GridGeometry):
     """A georeferenced, north-up map image in a local metric frame.
 
     Attributes:
@@ -90,59 +189,8 @@ class MapRaster:
         return int(self.image.shape[1])
 
     @property
-    def bounds_xy(self) -> tuple[float, float, float, float]:
-        """``(xmin, ymin, xmax, ymax)`` of the raster's outer edges, metres."""
-        t = self.transform
-        x0, y0 = t.c, t.f
-        x1, y1 = affine_apply(t, self.width, self.height)
-        return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-
-    @property
-    def center_xy(self) -> tuple[float, float]:
-        xmin, ymin, xmax, ymax = self.bounds_xy
-        return ((xmin + xmax) / 2.0, (ymin + ymax) / 2.0)
-
-    @property
-    def size_m(self) -> tuple[float, float]:
-        """Ground extent ``(width_m, height_m)``."""
-        xmin, ymin, xmax, ymax = self.bounds_xy
-        return (xmax - xmin, ymax - ymin)
-
-    @property
     def valid_fraction(self) -> float:
         return float(self.valid.mean()) if self.valid.size else 0.0
-
-    def xy_to_pixel(self, x, y):
-        """Frame metres -> continuous ``(col, row)`` in the corner convention (``floor`` gives the index)."""
-        col, row = affine_apply(~self.transform, np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        if np.ndim(col) == 0:
-            return float(col), float(row)
-        return np.asarray(col), np.asarray(row)
-
-    def pixel_to_xy(self, col, row):
-        """Continuous ``(col, row)`` (corner convention) -> frame metres. Use ``col + 0.5`` for a centre."""
-        x, y = affine_apply(self.transform, np.asarray(col, dtype=np.float64), np.asarray(row, dtype=np.float64))
-        if np.ndim(x) == 0:
-            return float(x), float(y)
-        return np.asarray(x), np.asarray(y)
-
-    def lonlat_bounds(self) -> tuple[float, float, float, float]:
-        """``(lon_min, lat_min, lon_max, lat_max)`` of the raster corners, degrees."""
-        xmin, ymin, xmax, ymax = self.bounds_xy
-        lon, lat = self.frame.to_lonlat(np.array([xmin, xmax, xmax, xmin]), np.array([ymin, ymin, ymax, ymax]))
-        return float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())
-
-    def cv_from_xy(self, level: int = 0) -> np.ndarray:
-        """3x3 matrix: frame ``(x, y, 1)`` -> OpenCV pixel-centre coords of pyramid ``level`` (0 = full res)."""
-        inv = ~self.transform
-        M = np.array([[inv.a, inv.b, inv.c], [inv.d, inv.e, inv.f], [0.0, 0.0, 1.0]])
-        s = 0.5**level
-        # corner coords -> level-0 centre coords -> level-k centre coords. cv2.pyrDown centres its
-        # output pixel k on input pixel 2k, so level-k pixel k sits on level-0 pixel 2^k k: centre
-        # coordinates scale by s exactly (a corner-coordinate scaling would shift level k by
-        # (1 - s) / 2 of its pixels -- 2.5 m at level 1 of a 5 m map)
-        S = np.array([[s, 0.0, -0.5 * s], [0.0, s, -0.5 * s], [0.0, 0.0, 1.0]])
-        return S @ M
 
     # ------------------------------------------------------------------ sampling
     def level(self, level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,13 +209,6 @@ class MapRaster:
             vsmall = cv2.pyrDown(val.astype(np.uint8) * 255) >= 250
             self._pyramid[level] = (small, vsmall)
         return self._pyramid[level]
-
-    def pyramid_level_for(self, out_gsd_m: float) -> int:
-        """The coarsest pyramid level whose GSD is still finer than ``out_gsd_m`` (anti-aliasing)."""
-        ratio = out_gsd_m / self.gsd_m
-        if not math.isfinite(ratio) or ratio < 2.0:
-            return 0
-        return int(min(8, math.floor(math.log2(ratio))))
 
     def warp(
         self, M_out_from_xy: np.ndarray, out_size: tuple[int, int], out_gsd_m: float, *, perspective: bool = False
@@ -212,6 +253,28 @@ class MapRaster:
         """
         M = crop_matrix(center_xy, size_m, out_px, heading_deg)
         return self.warp(M, (out_px, out_px), size_m / out_px)
+
+    def read_window(self, bounds_xy: Sequence[float], gsd_m: float | None = None) -> "MapRaster":
+        """The map inside ``bounds_xy`` (frame metres) at ``gsd_m`` (default: the map's), as a new MapRaster.
+
+        The window's grid is snapped outwards to the map's grid lines (:meth:`window_grid`): at the
+        map's own GSD it is an exact pixel copy; at another GSD it is resampled (pyramid + bilinear).
+        Parts outside the map are black and invalid.
+        """
+        tr, w, h = self.window_grid(bounds_xy, gsd_m)
+        if abs(tr.a - self.gsd_m) <= 1e-9 * self.gsd_m:
+            image = np.zeros((h, w) + self.image.shape[2:], np.uint8)
+            valid = np.zeros((h, w), bool)
+            c0 = int(round((tr.c - self.transform.c) / tr.a))
+            r0 = int(round((self.transform.f - tr.f) / tr.a))
+            sc, sr = slice(max(c0, 0), min(c0 + w, self.width)), slice(max(r0, 0), min(r0 + h, self.height))
+            if sc.start < sc.stop and sr.start < sr.stop:
+                dc, dr = slice(sc.start - c0, sc.stop - c0), slice(sr.start - r0, sr.stop - r0)
+                image[dr, dc] = self.image[sr, sc]
+                valid[dr, dc] = self.valid[sr, sc]
+        else:
+            image, valid = self.warp(cv_from_transform(tr), (w, h), tr.a)
+        return MapRaster(image=image, valid=valid, transform=tr, frame=self.frame, gsd_m=float(tr.a), name=self.name)
 
     # ------------------------------------------------------------------ io
     def to_geotiff(self, path: str | Path) -> Path:
@@ -362,6 +425,10 @@ class _Source:
     height: int
     georef: str  # "geotiff" | "sidecar" | "worldfile"
     native_gsd_m: float = 0.0  # in the destination frame, filled later
+    dst_bounds: tuple = ()  # (xmin, ymin, xmax, ymax) in the destination frame, filled later
+    band_idx: list = field(default_factory=list)  # 1-based bands to read, filled later
+    nodata: float | None = None
+    stretch: np.ndarray | None = None  # [C, 2] 2-98 % range of non-uint8 data, filled later
 
 
 def _open_checked(path: Path):
@@ -444,24 +511,7 @@ def _pick_bands(count: int, colorinterp, bands: Sequence[int] | None, path: Path
     return data_bands[:1], True
 
 
-def _to_uint8(data: np.ndarray, mask: np.ndarray, path: Path) -> np.ndarray:
-    """Bands ``[C,h,w]`` of any dtype -> uint8 (2-98 % stretch per band for non-uint8 data)."""
-    if data.dtype == np.uint8:
-        return data
-    out = np.zeros(data.shape, np.uint8)
-    for i in range(data.shape[0]):
-        vals = data[i][mask] if mask.any() else data[i].ravel()
-        vals = vals[np.isfinite(vals)] if np.issubdtype(vals.dtype, np.floating) else vals
-        if vals.size == 0:
-            continue
-        lo, hi = np.percentile(vals, [2, 98])
-        scale = 255.0 / max(float(hi - lo), 1e-12)
-        out[i] = np.clip((np.nan_to_num(data[i].astype(np.float64)) - lo) * scale, 0, 255).astype(np.uint8)
-    log.info("%s: %s data stretched to uint8 (2-98 %% per band)", path.name, data.dtype)
-    return out
-
-
-def read_map(
+def open_map(
     paths: str | Path | Sequence[str | Path],
     *,
     frame: GeoFrame | None = None,
@@ -469,40 +519,20 @@ def read_map(
     bands: Sequence[int] | None = None,
     world_crs: object = None,
     name: str | None = None,
-) -> MapRaster:
-    """Read one or several georeferenced images into one north-up ``MapRaster`` in a metric frame.
+) -> "MapSource":
+    """Open one or several georeferenced images as one windowed :class:`MapSource` (nothing is read whole).
 
-    Inputs (per file, first match wins):
-
-    * a plain image (PNG/JPEG/...) listed in a ``map_metadata.txt`` in its folder
-      (``filename top_left_lat top_left_lon bottom_right_lat bottom_right_lon``, WGS84; the image
-      is taken as aligned in Web Mercator, as web-map tiles are);
-    * an image with a world file (``.pgw``/``.jgw``/``.tfw``/``.wld``); its CRS comes from a
-      ``.prj`` next to it, else ``world_crs``, else EPSG:4326 when the numbers look like degrees;
-    * a GeoTIFF (or any GDAL raster) with an embedded CRS, in any CRS.
-
-    Every input is reprojected (``rasterio.warp.reproject``, bilinear; area-averaged when read
-    at a coarser ``gsd_m``) into ``frame`` -- default: the UTM zone of the centre of all inputs --
-    at ``gsd_m`` (default: the finest native ground resolution). Several files become one mosaic
-    placed by georeference; where they overlap the finer file wins, then the first path.
-    Nodata values, alpha bands and internal masks become ``valid == False``.
-
-    Args:
-        paths: one path or a sequence of paths.
-        frame: destination frame (default: UTM zone of the map centre).
-        gsd_m: destination metres per pixel (default: native).
-        bands: 1-based band indices to read (default: the first three colour bands; a gray
-            image is replicated to RGB). ``bands=[4]`` reads NAIP near-infrared as ``[H, W]``.
-        world_crs: CRS of world-file coordinates when there is no ``.prj``.
-        name: raster name (default: the first file's stem).
+    Same inputs, frame and GSD rules as :func:`read_map` (which is ``open_map(...).read_all()``);
+    use this for maps too large for memory: :meth:`MapSource.read_window` reads any part of the
+    mosaic, reprojected into ``frame`` at any GSD, touching only the source pixels it needs
+    (and their overviews when reading coarser). Accepts GeoTIFF/COG, GDAL VRT mosaics, and
+    images with a bounds sidecar or world file.
 
     Raises:
-        RasterError: missing/unreadable/ungeoreferenced file, bad band, all-nodata result, too large.
-        CRSMismatchError: ``frame`` is not a metric frame or lies too far from the map to be usable.
+        RasterError: missing/unreadable/ungeoreferenced file, bad band, bad ``gsd_m``.
+        CRSMismatchError: ``frame`` is not a metric frame or lies too far from the map.
     """
-    from rasterio.enums import Resampling
-    from rasterio.errors import NodataShadowWarning
-    from rasterio.warp import calculate_default_transform, reproject, transform_bounds
+    from rasterio.warp import calculate_default_transform, transform_bounds
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -531,6 +561,8 @@ def read_map(
     if not (math.isfinite(gsd) and gsd > 0):
         raise RasterError(f"gsd_m must be positive, got {gsd_m}")
     boxes = [transform_bounds(s.crs, dst_crs, *_src_bounds(s), densify_pts=21) for s in sources]
+    for s, b in zip(sources, boxes):
+        s.dst_bounds = b
     # the grid is anchored on the finest source's corner, so a file already in the frame at its
     # native GSD is copied pixel for pixel (no half-pixel resampling blur)
     finest = min(range(len(sources)), key=lambda i: (sources[i].native_gsd_m, str(sources[i].path)))
@@ -541,78 +573,231 @@ def read_map(
     xmax = ax + math.ceil((max(b[2] for b in boxes) - ax) / gsd - eps) * gsd
     ymax = ay + math.ceil((max(b[3] for b in boxes) - ay) / gsd - eps) * gsd
     W, H = int(round((xmax - xmin) / gsd)), int(round((ymax - ymin) / gsd))
-    dst_tr = Affine(gsd, 0.0, xmin, 0.0, -gsd, ymax)
 
     # finer sources first; "first valid pixel wins" then makes the result independent of file order
     order = sorted(range(len(sources)), key=lambda i: (sources[i].native_gsd_m, str(sources[i].path)))
-    mosaic: np.ndarray | None = None
-    valid = np.zeros((H, W), dtype=bool)
-    n_channels = None
-    gray_to_rgb = False
+    n_channels, gray_to_rgb = None, False
     for i in order:
         s = sources[i]
         with _open_checked(s.path) as ds:
-            idx, gray = _pick_bands(ds.count, ds.colorinterp, bands, s.path)
-            if n_channels is None:
-                n_channels, gray_to_rgb = len(idx), gray
-                if W * H * (3 if gray else len(idx)) > MAX_MAP_BYTES:
-                    raise RasterError(
-                        f"map of {W}x{H} px at {gsd:.3g} m/px is too large to hold in memory; "
-                        f"pass a coarser gsd_m (e.g. gsd_m={gsd * 2:.3g})"
-                    )
-                mosaic = np.zeros((len(idx), H, W), dtype=np.uint8)
-            elif len(idx) != n_channels:
-                raise RasterError(f"{s.path} yields {len(idx)} bands but earlier files {n_channels}; pass bands=[...]")
-            # read decimated when the destination is much coarser (uses overviews when present)
-            k = max(1, int(math.floor(gsd / s.native_gsd_m)))
-            h_r, w_r = max(1, int(math.ceil(s.height / k))), max(1, int(math.ceil(s.width / k)))
-            resampling = Resampling.average if k > 1 else Resampling.nearest
-            with warnings.catch_warnings():
-                # a nodata value wins over a 4th band that might be alpha (NAIP's NIR): that is what we want
-                warnings.simplefilter("ignore", NodataShadowWarning)
-                if k == 1:  # the plain read is ~40 % faster than an out_shape read at full size
-                    data = ds.read(idx)
-                    mask = ds.dataset_mask() > 0
-                else:
-                    data = ds.read(idx, out_shape=(len(idx), h_r, w_r), resampling=resampling)
-                    mask = ds.dataset_mask(out_shape=(h_r, w_r), resampling=Resampling.nearest) > 0
-            if ds.nodata is not None and bands is not None:
-                # dataset_mask covers the default bands; nodata of requested bands counts too
-                mask &= ~np.all(data == np.asarray(ds.nodata, dtype=data.dtype), axis=0)
+            s.band_idx, gray = _pick_bands(ds.count, ds.colorinterp, bands, s.path)
+            s.nodata = ds.nodata
+            if ds.dtypes[s.band_idx[0] - 1] != "uint8":
+                s.stretch = _stretch_of(ds, s.band_idx, s.path)
+        if n_channels is None:
+            n_channels, gray_to_rgb = len(s.band_idx), gray
+        elif len(s.band_idx) != n_channels:
+            raise RasterError(f"{s.path} yields {len(s.band_idx)} bands but earlier files {n_channels}; pass bands=[...]")
+    return MapSource(
+        sources=[sources[i] for i in order], frame=frame, gsd_m=gsd, native_gsd_m=native,
+        transform=Affine(gsd, 0.0, xmin, 0.0, -gsd, ymax), width=W, height=H,
+        name=name or paths[0].stem, n_channels=int(n_channels), gray_to_rgb=gray_to_rgb,
+        explicit_bands=bands is not None,
+    )
+
+
+@dataclass(eq=False)
+class MapSource(GridGeometry):
+    """Georeferenced files opened as one mosaic in a metric frame, read by window (see :func:`open_map`).
+
+    Attributes:
+        sources: the input files (finest first), with their CRS and georeference.
+        frame: the local metric frame every window is reprojected into.
+        gsd_m: the GSD of the mosaic's grid (requested, or the finest native one).
+        native_gsd_m: the finest native GSD among the sources, in the frame.
+        transform / width / height: the mosaic's grid (corner convention), covering every source.
+        name: a label (default: the first file's stem).
+    """
+
+    sources: list
+    frame: GeoFrame
+    gsd_m: float
+    native_gsd_m: float
+    transform: Affine
+    width: int
+    height: int
+    name: str
+    n_channels: int
+    gray_to_rgb: bool
+    explicit_bands: bool = False
+
+    @property
+    def paths(self) -> list[Path]:
+        return [s.path for s in self.sources]
+
+    def identity(self) -> list[dict]:
+        """What identifies the inputs cheaply (path, size, mtime): a resumable build keys its chunks on it."""
+        out = []
+        for s in sorted(self.sources, key=lambda s: str(s.path)):
+            st = s.path.stat()
+            out.append({"path": str(s.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        return out
+
+    def read_all(self) -> MapRaster:
+        """The whole mosaic in memory (:func:`read_map`); refuses more than ``MAX_MAP_BYTES``."""
+        if self.width * self.height * (3 if self.gray_to_rgb else self.n_channels) > MAX_MAP_BYTES:
+            raise RasterError(
+                f"map of {self.width}x{self.height} px at {self.gsd_m:.3g} m/px is too large to hold in memory; "
+                f"pass a coarser gsd_m (e.g. gsd_m={self.gsd_m * 2:.3g}), or read it by window (geo.open_map) "
+                "-- `foenet build-index` does"
+            )
+        m = self.read_window(self.bounds_xy)
+        if not m.valid.any():
+            raise RasterError(
+                f"no valid pixels in {[str(p) for p in self.paths]}: every pixel is nodata/transparent; "
+                "check the nodata value / alpha band of the files"
+            )
+        return m
+
+    def read_window(self, bounds_xy: Sequence[float], gsd_m: float | None = None) -> MapRaster:
+        """The mosaic inside ``bounds_xy`` (frame metres) at ``gsd_m`` (default: the mosaic's GSD).
+
+        Each source that overlaps the window is read only over the window (decimated, through its
+        overviews, when the window is much coarser), warped into the frame (bilinear; the validity
+        mask nearest), and mosaicked: finer sources first, the first valid pixel wins.
+        Returns a MapRaster whose grid is snapped to the mosaic's; uncovered pixels are black and invalid.
+        """
+        tr, W, H = self.window_grid(bounds_xy, gsd_m)
+        mosaic = np.zeros((self.n_channels, H, W), dtype=np.uint8)
+        valid = np.zeros((H, W), dtype=bool)
+        for s in self.sources:
+            got = self._read_source(s, tr, W, H)
+            if got is None:
+                continue
+            part, pmask = got
+            new = pmask & ~valid
+            np.copyto(mosaic, part, where=new[None])  # boolean fancy indexing is ~60x slower here
+            valid |= new
+        np.copyto(mosaic, 0, where=~valid[None])  # no stray colours under nodata
+        image = np.ascontiguousarray(np.moveaxis(mosaic, 0, 2))
+        if self.gray_to_rgb:
+            image = np.repeat(image, 3, axis=2)
+        elif image.shape[2] == 1:
+            image = image[:, :, 0]
+        return MapRaster(image=image, valid=valid, transform=tr, frame=self.frame, gsd_m=float(tr.a), name=self.name)
+
+    def _read_source(self, s: "_Source", dst_tr: Affine, W: int, H: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """One source warped onto the window grid ``dst_tr`` (W x H): ``(bands [C,H,W] u8, mask [H,W])`` or None."""
+        from rasterio.enums import Resampling
+        from rasterio.errors import NodataShadowWarning
+        from rasterio.warp import reproject, transform_bounds
+        from rasterio.windows import Window
+
+        gsd = dst_tr.a
+        box = (dst_tr.c, dst_tr.f - H * gsd, dst_tr.c + W * gsd, dst_tr.f)
+        sb = s.dst_bounds
+        if box[0] >= sb[2] or box[2] <= sb[0] or box[1] >= sb[3] or box[3] <= sb[1]:
+            return None
+        dst_crs = self.frame.to_rasterio()
+        bx = transform_bounds(dst_crs, s.crs, *box, densify_pts=21)
+        cols, rows = affine_apply(~s.transform, np.array([bx[0], bx[2], bx[2], bx[0]]), np.array([bx[1], bx[1], bx[3], bx[3]]))
+        # read decimated when the destination is much coarser (uses overviews when present)
+        k = max(1, int(math.floor(gsd / s.native_gsd_m)))
+        pad = 2 * k + 2  # bilinear neighbours of the window's edge pixels
+        c0 = max(0, (int(math.floor(cols.min())) - pad) // k * k)
+        r0 = max(0, (int(math.floor(rows.min())) - pad) // k * k)
+        c1 = min(s.width, -(-(int(math.ceil(cols.max())) + pad) // k) * k)
+        r1 = min(s.height, -(-(int(math.ceil(rows.max())) + pad) // k) * k)
+        if c1 <= c0 or r1 <= r0:
+            return None
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        h_r, w_r = -(-(r1 - r0) // k), -(-(c1 - c0) // k)
+        with _open_checked(s.path) as ds, warnings.catch_warnings():
+            # a nodata value wins over a 4th band that might be alpha (NAIP's NIR): that is what we want
+            warnings.simplefilter("ignore", NodataShadowWarning)
+            if k == 1:  # the plain read is ~40 % faster than an out_shape read at full size
+                data = ds.read(s.band_idx, window=win)
+                mask = ds.dataset_mask(window=win) > 0
+            else:
+                data = ds.read(s.band_idx, window=win, out_shape=(len(s.band_idx), h_r, w_r), resampling=Resampling.average)
+                mask = ds.dataset_mask(window=win, out_shape=(h_r, w_r), resampling=Resampling.nearest) > 0
+        if s.nodata is not None and self.explicit_bands:
+            # dataset_mask covers the default bands; nodata of requested bands counts too
+            mask &= ~np.all(data == np.asarray(s.nodata, dtype=data.dtype), axis=0)
         if not mask.any():
-            log.warning("%s has no valid pixels; skipped", s.path)
-            continue
-        data = _to_uint8(data, mask, s.path)
-        src_tr = affine_compose(s.transform, Affine.scale(s.width / w_r, s.height / h_r))
-        first = not valid.any()
-        # the first file warps straight into the mosaic (no second full-size buffer)
-        part = mosaic if first else np.zeros((len(idx), H, W), dtype=np.uint8)
+            return None
+        if s.stretch is not None:
+            data = _apply_stretch(data, s.stretch)
+        src_tr = affine_compose(s.transform, affine_compose(Affine.translation(c0, r0),
+                                                            Affine.scale((c1 - c0) / w_r, (r1 - r0) / h_r)))
+        part = np.zeros((data.shape[0], H, W), dtype=np.uint8)
         warp_kw = dict(src_transform=src_tr, src_crs=s.crs, dst_transform=dst_tr, dst_crs=dst_crs,
                        num_threads=2, warp_mem_limit=256)
         reproject(source=data, destination=part, resampling=Resampling.bilinear, **warp_kw)
-        del data
         pmask = np.zeros((H, W), dtype=np.uint8)
         reproject(source=mask.astype(np.uint8), destination=pmask, resampling=Resampling.nearest, **warp_kw)
-        new = (pmask > 0) & ~valid
-        if not first:
-            np.copyto(mosaic, part, where=new[None])  # boolean fancy indexing is ~60x slower here
-        valid |= new
-        log.info("%s: %s georeference, native %.3f m/px -> %d new valid px", s.path.name, s.georef, s.native_gsd_m, int(new.sum()))
-    if mosaic is None or not valid.any():
-        raise RasterError(
-            f"no valid pixels in {[str(p) for p in paths]}: every pixel is nodata/transparent; "
-            "check the nodata value / alpha band of the files"
-        )
-    np.copyto(mosaic, 0, where=~valid[None])  # no stray colours under nodata
-    image = np.ascontiguousarray(np.moveaxis(mosaic, 0, 2))
-    if gray_to_rgb:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 1:
-        image = image[:, :, 0]
-    return MapRaster(
-        image=image, valid=valid, transform=dst_tr, frame=frame, gsd_m=gsd,
-        name=name or paths[0].stem,
-    )
+        return part, pmask > 0
+
+
+def read_map(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    frame: GeoFrame | None = None,
+    gsd_m: float | None = None,
+    bands: Sequence[int] | None = None,
+    world_crs: object = None,
+    name: str | None = None,
+) -> MapRaster:
+    """Read one or several georeferenced images into one north-up ``MapRaster`` in a metric frame.
+
+    Inputs (per file, first match wins):
+
+    * a plain image (PNG/JPEG/...) listed in a ``map_metadata.txt`` in its folder
+      (``filename top_left_lat top_left_lon bottom_right_lat bottom_right_lon``, WGS84; the image
+      is taken as aligned in Web Mercator, as web-map tiles are);
+    * an image with a world file (``.pgw``/``.jgw``/``.tfw``/``.wld``); its CRS comes from a
+      ``.prj`` next to it, else ``world_crs``, else EPSG:4326 when the numbers look like degrees;
+    * a GeoTIFF/COG or GDAL VRT (any GDAL raster) with an embedded CRS, in any CRS.
+
+    Every input is reprojected (``rasterio.warp.reproject``, bilinear; area-averaged when read
+    at a coarser ``gsd_m``) into ``frame`` -- default: the UTM zone of the centre of all inputs --
+    at ``gsd_m`` (default: the finest native ground resolution). Several files become one mosaic
+    placed by georeference; where they overlap the finer file wins, then the first path.
+    Nodata values, alpha bands and internal masks become ``valid == False``.
+    Maps too large for memory: :func:`open_map` reads them by window.
+
+    Args:
+        paths: one path or a sequence of paths.
+        frame: destination frame (default: UTM zone of the map centre).
+        gsd_m: destination metres per pixel (default: native).
+        bands: 1-based band indices to read (default: the first three colour bands; a gray
+            image is replicated to RGB). ``bands=[4]`` reads NAIP near-infrared as ``[H, W]``.
+        world_crs: CRS of world-file coordinates when there is no ``.prj``.
+        name: raster name (default: the first file's stem).
+
+    Raises:
+        RasterError: missing/unreadable/ungeoreferenced file, bad band, all-nodata result, too large.
+        CRSMismatchError: ``frame`` is not a metric frame or lies too far from the map to be usable.
+    """
+    return open_map(paths, frame=frame, gsd_m=gsd_m, bands=bands, world_crs=world_crs, name=name).read_all()
+
+
+def _stretch_of(ds, band_idx: list[int], path: Path, max_side: int = 2048) -> np.ndarray:
+    """Per-band 2-98 % range ``[C, 2]`` of non-uint8 data, from a read of at most ``max_side`` px
+    (every window is then stretched alike, so the mosaic has no seams)."""
+    from rasterio.enums import Resampling
+
+    k = max(1, math.ceil(max(ds.width, ds.height) / max_side))
+    shape = (max(1, ds.height // k), max(1, ds.width // k))
+    data = ds.read(band_idx, out_shape=(len(band_idx),) + shape, resampling=Resampling.nearest)
+    mask = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    out = np.zeros((len(band_idx), 2), np.float64)
+    for i in range(data.shape[0]):
+        vals = data[i][mask] if mask.any() else data[i].ravel()
+        vals = vals[np.isfinite(vals)] if np.issubdtype(vals.dtype, np.floating) else vals
+        out[i] = np.percentile(vals, [2, 98]) if vals.size else (0.0, 1.0)
+    log.info("%s: %s data stretched to uint8 (2-98 %% per band)", path.name, data.dtype)
+    return out
+
+
+def _apply_stretch(data: np.ndarray, stretch: np.ndarray) -> np.ndarray:
+    """Bands ``[C,h,w]`` of any dtype -> uint8 with the per-band ``(lo, hi)`` of :func:`_stretch_of`."""
+    out = np.zeros(data.shape, np.uint8)
+    for i in range(data.shape[0]):
+        lo, hi = stretch[i]
+        scale = 255.0 / max(float(hi - lo), 1e-12)
+        out[i] = np.clip((np.nan_to_num(data[i].astype(np.float64)) - lo) * scale, 0, 255).astype(np.uint8)
+    return out
 
 
 def _src_bounds(s: _Source) -> tuple[float, float, float, float]:

@@ -1,8 +1,20 @@
-"""``build_index``: map rasters -> multi-scale tiles -> FOENet descriptors -> one index directory.
+"""``build_index``: map rasters -> stored map + multi-scale tiles + FOENet descriptors -> one index directory.
 
-Resumable: descriptors are encoded in chunks and checkpointed in ``<out_dir>.partial/``; a rerun
-with the same map, tiles and model skips the chunks already done. Atomic: the directory is
-assembled in ``<out_dir>.tmp-*`` and renamed into place only when complete.
+The map is never read whole: the build runs the map products (:mod:`foenet_ros.index.products`)
+one work item at a time::
+
+    stage "map"    MapCopy: part_px windows of the input, reprojected -> parts (GeoTIFF + coverage)
+    (plan tiles)   tiles from the coverage grid (every rank computes the same set)
+    stage "tiles"  TileDescriptors: chunks of chunk_tiles tiles cropped from the parts -> descriptors
+    (merge)        rank 0: parts -> map.tif (COG), descriptors -> index.faiss, tiles.npz, manifest.json
+
+Sharded: under ``torchrun --nproc_per_node=N`` (one or many nodes, the output on a shared file
+system) item ``i`` of a stage runs on rank ``i % N``; the stages meet at barriers; one process
+runs the same code alone. Resumable: items are checkpointed in ``<out_dir>.partial/<product>/``
+(``NNNNN.done`` marks a finished one); a rerun with the same inputs, grid, tiling and model skips
+them, whatever the number of processes. Atomic: the directory is assembled in ``<out_dir>.tmp-*``
+and renamed into place only when complete. The result is byte-identical for any number of
+processes (same thread count; manifest timestamps aside).
 """
 
 from __future__ import annotations
@@ -13,25 +25,34 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
+
 import numpy as np
 
-from ..errors import ConfigError, EmptyIndexError
+from ..errors import ConfigError
 from ..utils import atomic_replace_dir, make_tmp_dir, recover_dir
-from . import faiss_store
+from . import distributed
 from .config import IndexConfig
-from .fine import build_fine, fine_extractors
-from .manifest import (
-    FAISS_FILE,
-    FORMAT_VERSION,
-    MAP_FILE,
-    MASK_FILE,
-    TILES_FILE,
-    sha256_file,
-    write_manifest,
+from .fine import FineProducts, fine_extractors
+from .manifest import FORMAT_VERSION, TILES_FILE, sha256_file, write_manifest
+from .products import (
+    BuildContext,
+    MapCopy,
+    MapGrid,
+    MapProduct,
+    WorkItem,
+    default_products,
+    save_npz_deterministic,
+    state_key,
 )
 
 log = logging.getLogger(__name__)
+
+#: config fields that do not change any item file (a killed build may be resumed with other values)
+_MERGE_ONLY_FIELDS = ("batch_size", "cache_mb", "index_type", "auto_exact_max_tiles", "hnsw_m", "hnsw_ef_search",
+                      "ivf_nlist", "ivf_nprobe", "pq_m", "rerank", "train_max", "map_compression")
+
 
 def resolve_scales(config: IndexConfig) -> list[float]:
     """Tile side lengths (metres): the configured ones, or those the camera model implies."""
@@ -45,94 +66,166 @@ def resolve_scales(config: IndexConfig) -> list[float]:
 
 
 def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, *,
-                overwrite: bool = False, progress: bool = True) -> Path:
+                overwrite: bool = False, progress: bool = True,
+                extra_products: list[MapProduct] | None = None) -> Path:
     """Build a tile index of ``maps`` with ``encoder`` into the directory ``out_dir``; return its path.
 
     Args:
-        maps: one map path, a list of paths (mosaicked by georeference), or a loaded ``MapRaster``.
+        maps: one map path, a list of paths (mosaicked by georeference; GeoTIFF/COG/VRT or images
+            with sidecars), or a loaded ``MapRaster``.
         encoder: a :class:`foenet_ros.model.Encoder` (its fingerprint and input size go in the manifest).
-        out_dir: the index directory to create.
-        config: tiling and FAISS settings.
+        out_dir: the index directory to create (under torchrun: on a file system every rank sees).
+        config: tiling, map storage and FAISS settings.
         overwrite: replace an existing ``out_dir`` (otherwise :class:`ConfigError`).
-        progress: show a tqdm bar while encoding.
+        progress: show a tqdm bar per stage (rank 0).
+        extra_products: more :class:`MapProduct` s to compute and store (after the map and descriptors).
+
+    Returns ``out_dir`` on every rank, once rank 0 has renamed the finished directory into place.
 
     Raises:
-        RasterError: a map is unreadable or not georeferenced (from ``geo.read_map``).
-        EmptyIndexError: no tile of the requested sizes fits on the map's valid pixels.
+        RasterError: a map is unreadable or not georeferenced, or no tile fits on its valid pixels.
         ConfigError: ``out_dir`` exists and ``overwrite`` is False.
     """
-    from tqdm.auto import tqdm
-
-    from ..geo import MapRaster, make_tiles, read_map
-
     out_dir = Path(out_dir)
-    recover_dir(out_dir)  # a build killed mid-swap left out_dir missing / stale copies: repair first
+    if int(os.environ.get("RANK", "0")) == 0:
+        recover_dir(out_dir)  # a build killed mid-swap left out_dir missing / stale copies: repair first
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists; pass overwrite=True (CLI: --force) or choose another --out")
+    import rasterio
 
+    dist = distributed.from_env()
+    try:
+        # GDAL's own block cache (default: 5 % of the RAM) is bounded too: the build's memory does not grow with the map
+        with rasterio.Env(GDAL_CACHEMAX=max(64, config.cache_mb // 2)):
+            # every index stores the fine stage's map side too (dense feature grids, keypoints, a DSM)
+            fine = FineProducts(config.fine, fine_extractors(config.fine, encoder), config.dsm)
+            return _build(maps, encoder, out_dir, config, dist, progress,
+                          default_products() + [fine] + list(extra_products or []))
+    finally:
+        dist.close()
+
+
+def _build(maps, encoder, out_dir: Path, config: IndexConfig, dist, progress: bool, products: list) -> Path:
+    from ..geo import MapRaster, open_map
+    from ..geo.windowed import WindowedMap
+
+    t0 = time.perf_counter()
     source_files: list[Path] = []
     if isinstance(maps, MapRaster):
-        raster = maps
+        source = maps
+        grid = MapGrid.of(source, config.map_gsd_m)
     else:
         paths = [maps] if isinstance(maps, (str, os.PathLike)) else list(maps)
         source_files = [Path(p) for p in paths]
-        raster = read_map(source_files, gsd_m=config.map_gsd_m)
-
+        source = open_map(source_files, gsd_m=config.map_gsd_m)
+        grid = MapGrid.of(source, None)
     scales = resolve_scales(config)
-    tiles = make_tiles(raster, scales, overlap=config.overlap, min_valid=config.min_valid)
-    n = len(tiles.centers_xy)
-    if n == 0:
-        xmin, ymin, xmax, ymax = raster.bounds_xy
-        raise EmptyIndexError(
-            f"no tile of sizes {scales} m fits on map {raster.name!r} ({xmax - xmin:.0f} x {ymax - ymin:.0f} m, "
-            f"min valid fraction {config.min_valid}): use smaller tile sizes (--scales-m / --alt-range) "
-            "or lower min_valid"
-        )
     tile_px = int(config.tile_px or encoder.input_size)
-    log.info("map %s: %d x %d px at %.3f m/px, %d tiles at scales %s m", raster.name, raster.image.shape[1],
-             raster.image.shape[0], raster.gsd_m, n, [round(s, 1) for s in scales])
+    _log_map_gsd(grid, config)
 
-    # --- encode in checkpointed chunks (resumable) ---------------------------------------
-    key = _build_key(encoder.fingerprint, tile_px, tiles, raster)
     partial = out_dir.with_name(out_dir.name + ".partial")
-    _prepare_partial(partial, key)
-    chunk = int(config.chunk_tiles)
-    n_chunks = (n + chunk - 1) // chunk
-    done = sum(1 for c in range(n_chunks) if (partial / f"chunk_{c:05d}.npy").is_file())
-    if done:
-        log.info("resuming: %d of %d chunks already encoded in %s", done, n_chunks, partial)
-    bar = tqdm(total=n, desc="encoding tiles", unit="tile", disable=not progress, initial=min(done * chunk, n))
-    parts = []
-    for c in range(n_chunks):
-        path = partial / f"chunk_{c:05d}.npy"
-        lo, hi = c * chunk, min(n, (c + 1) * chunk)
-        if path.is_file():
-            desc = np.load(path, allow_pickle=False)
-            if desc.shape == (hi - lo, encoder.dim):
-                parts.append(desc)
-                continue
-        crops = [raster.crop(tuple(tiles.centers_xy[i]), float(tiles.size_m[i]), tile_px)[0] for i in range(lo, hi)]
-        desc = np.empty((hi - lo, encoder.dim), np.float32)
-        for b in range(0, hi - lo, config.batch_size):
-            desc[b : b + config.batch_size] = encoder.encode(crops[b : b + config.batch_size], branch="satellite")
-            bar.update(min(config.batch_size, hi - lo - b))
-        _save_npy_atomic(path, desc)
-        parts.append(desc)
-    bar.close()
-    descriptors = np.concatenate(parts, axis=0)
+    key = _build_key(source, grid, config, encoder.fingerprint, tile_px, scales, products)
+    if dist.main:
+        _prepare_partial(partial, key, [p.name for p in products])
+    dist.barrier()
+    ctx = BuildContext(config=config, encoder=encoder, source=source, grid=grid, partial=partial, dist=dist,
+                       tile_px=tile_px, scales=scales)
 
-    # --- assemble the directory in a temp dir, then rename ------------------------------
+    # --- stage "map": the input, window by window, into parts of the stored map ----------
+    map_copy = next(p for p in products if isinstance(p, MapCopy))
+    _run_stage(ctx, [p for p in products if p.stage == "map"], "reading map", progress)
+    dist.barrier()
+    t_map = time.perf_counter() - t0
+    ctx.map = WindowedMap(map_copy.parts_vrt(ctx), grid.frame, name=grid.name, cache_mb=config.cache_mb)
+    ctx.tiles = plan_tiles(ctx, map_copy, config)
+    log.info("map %s: %d x %d px at %.3f m/px, %d tiles at scales %s m", grid.name, grid.width, grid.height,
+             grid.gsd_m, len(ctx.tiles), [round(s, 1) for s in scales])
+
+    # --- stage "tiles": descriptors (and any product that reads the stored map + tiles) ----
+    _run_stage(ctx, [p for p in products if p.stage == "tiles"], "encoding tiles", progress)
+    dist.barrier()
+    timings = {"map_stage_s": round(t_map, 1), "tiles_stage_s": round(time.perf_counter() - t0 - t_map, 1)}
+
+    # --- merge (rank 0): assemble the directory in a temp dir, then rename ------------------
+    if dist.main:
+        _merge(ctx, products, out_dir, source_files, encoder, timings)
+        ctx.map.close()
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        ctx.map.close()
+    dist.barrier()
+    return out_dir
+
+
+def plan_tiles(ctx: BuildContext, map_copy: MapCopy, config: IndexConfig):
+    """Tiles over the stored map, their valid share taken from the parts' coverage grids (never the whole mask)."""
+    from ..geo import make_tiles
+
+    cov, cov_tr = map_copy.coverage(ctx)
+    return make_tiles(_CoverageGrid(ctx.grid, cov, cov_tr), ctx.scales, overlap=config.overlap,
+                      min_valid=config.min_valid)
+
+
+class _CoverageGrid:
+    """What :func:`geo.make_tiles` reads from a map, served by the coarse coverage grid: the map's exact
+    bounds (tiles flush with its edges), and a cell valid when >= half of its pixels are."""
+
+    def __init__(self, grid: MapGrid, cov: np.ndarray, cov_tr) -> None:
+        from ..geo.raster import GridGeometry
+
+        self.bounds_xy = grid.bounds_xy
+        self.size_m = grid.size_m
+        self.name = grid.name
+        self.valid = cov >= 128
+        self._geom = GridGeometry()
+        self._geom.transform = cov_tr
+
+    @property
+    def valid_fraction(self) -> float:
+        return float(self.valid.mean()) if self.valid.size else 0.0
+
+    def xy_to_pixel(self, x, y):
+        return self._geom.xy_to_pixel(x, y)
+
+
+def _run_stage(ctx: BuildContext, products: list, desc: str, progress: bool) -> None:
+    """Run this rank's share (round robin) of the stage's items that are not done yet."""
+    from tqdm.auto import tqdm
+
+    items: list[tuple[object, WorkItem]] = [(p, it) for p in products for it in p.plan(ctx)]
+    mine = [items[i] for i in ctx.dist.shard(len(items))]
+    todo = [(p, it) for p, it in mine if not ctx.item_path(it, ".done").is_file()]
+    if len(todo) < len(mine):
+        log.info("resuming: %d of %d %s items of this rank already done in %s", len(mine) - len(todo), len(mine),
+                 "/".join(p.name for p in products), ctx.partial)
+    total = sum(it.units for _, it in mine)
+    unit = "tile" if any(p.stage == "tiles" for p in products) else "px"
+    bar = tqdm(total=total, initial=total - sum(it.units for _, it in todo), desc=desc, unit=unit,
+               unit_scale=unit == "px", disable=not (progress and ctx.dist.main))
+    ctx.tick = bar.update
+    try:
+        for p, it in todo:
+            d = ctx.item_dir(p)
+            d.mkdir(parents=True, exist_ok=True)
+            for stale in d.glob(f".{it.idx:05d}*"):  # temp files of a run killed inside this item
+                stale.unlink(missing_ok=True)
+            p.run(ctx, it)
+            _touch_atomic(ctx.item_path(it, ".done"))
+    finally:
+        ctx.tick = lambda n: None
+        bar.close()
+
+
+def _merge(ctx: BuildContext, products: list, out_dir: Path, source_files: list[Path], encoder,
+           timings: dict) -> None:
     tmp = make_tmp_dir(out_dir)
     try:
-        index, params = faiss_store.make_index(
-            descriptors, config.index_type, hnsw_m=config.hnsw_m, hnsw_ef_search=config.hnsw_ef_search,
-            ivf_nlist=config.ivf_nlist, ivf_nprobe=config.ivf_nprobe)
-        faiss_store.write(index, tmp / FAISS_FILE)
-        np.savez(tmp / TILES_FILE, **tiles.to_arrays())
-        copy_meta = _write_map_copy(raster, tmp, config)
-        # the fine stage's map side: dense feature grids + keypoints, computed once, here
-        fine_entry = build_fine(raster, tmp, config.fine, scales, fine_extractors(config.fine, encoder),
-                                progress=progress, dsm=config.dsm)
+        sections: dict = {}
+        for p in products:
+            sections.update(p.merge(ctx, p.plan(ctx), tmp))
+        tiles = ctx.tiles
+        save_npz_deterministic(tmp / TILES_FILE, tiles.to_arrays())
+        g, cfg = ctx.grid, ctx.config
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -142,52 +235,65 @@ def build_index(maps, encoder, out_dir: str | os.PathLike, config: IndexConfig, 
                 "input_size": int(encoder.input_size),
                 "descriptor_dim": int(encoder.dim),
             },
-            "frame": raster.frame.to_json(),
-            "map": {
-                "name": raster.name,
-                "gsd_m": float(raster.gsd_m),
-                "bounds_xy": [float(v) for v in raster.bounds_xy],
-                "size_px": [int(raster.image.shape[1]), int(raster.image.shape[0])],
-                "accuracy_m": float(config.map_accuracy_m),
-            },
+            "frame": g.frame.to_json(),
+            "map": {"name": g.name, "gsd_m": float(g.gsd_m), "native_gsd_m": float(g.native_gsd_m),
+                    "bounds_xy": [float(v) for v in g.bounds_xy], "size_px": [g.width, g.height],
+                    "accuracy_m": float(cfg.map_accuracy_m)},
             "maps": [{"name": p.name, "sha256": sha256_file(p), "size": p.stat().st_size}
                      for p in source_files if p.is_file()],
-            "map_copy": copy_meta,
+            **sections,
             "tiles": {
-                "count": n,
-                "scales_m": scales,
-                "count_per_scale": [int(np.sum(tiles.scale_idx == i)) for i in range(len(scales))],
-                "overlap": config.overlap,
-                "min_valid": config.min_valid,
-                "tile_px": tile_px,
+                "count": len(tiles),
+                "scales_m": ctx.scales,
+                "count_per_scale": [int(np.sum(tiles.scale_idx == i)) for i in range(len(ctx.scales))],
+                "overlap": cfg.overlap,
+                "min_valid": cfg.min_valid,
+                "tile_px": ctx.tile_px,
             },
-            "faiss": {"type": config.index_type, "metric": "inner_product", "params": params},
-            "config": config.to_json(),
-            "fine": fine_entry,
+            "products": {p.name: p.version for p in products},
+            "build": {"world_size": ctx.dist.world, **timings},  # the merge itself is not in there
+            "config": cfg.to_json(),
         }
         write_manifest(tmp, manifest)  # adds the size + sha256 of every file and the manifest's checksum
         atomic_replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(partial, ignore_errors=True)
-    log.info("wrote index %s (%d tiles, %s)", out_dir, n, config.index_type)
-    return out_dir
+    log.info("wrote index %s (%d tiles, %s, map %.3f m/px)", out_dir, len(ctx.tiles), sections["faiss"]["type"],
+             ctx.grid.gsd_m)
 
 
 # ---------------------------------------------------------------------- helpers
-def _build_key(fingerprint: str, tile_px: int, tiles, raster) -> str:
-    """Identity of an encoding job: a partial checkpoint is reused only for the same key."""
-    h = hashlib.sha256()
-    h.update(f"{fingerprint}|{tile_px}|{raster.image.shape}|{tuple(raster.transform)[:6]}|{raster.frame.to_json()}".encode())
-    h.update(np.ascontiguousarray(tiles.centers_xy, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(tiles.size_m, dtype=np.float64).tobytes())
-    # a cheap content sample: every 97th row of the image
-    h.update(np.ascontiguousarray(raster.image[::97]).tobytes())
-    return h.hexdigest()[:32]
+def _log_map_gsd(grid: MapGrid, config: IndexConfig) -> None:
+    """Say which GSD the stored (verification) map gets: never a silent downsampling."""
+    if abs(grid.gsd_m - grid.native_gsd_m) <= 1e-6 * grid.native_gsd_m:
+        log.info("verification map: %.4g m/px, the native GSD of the input", grid.gsd_m)
+    elif grid.gsd_m > grid.native_gsd_m:
+        log.warning("verification map: %.4g m/px as requested (map_gsd_m / --gsd-m), COARSER than the input's "
+                    "native %.4g m/px: fine localisation works with the coarser pixels", grid.gsd_m, grid.native_gsd_m)
+    else:
+        log.warning("verification map: %.4g m/px as requested, finer than the input's native %.4g m/px "
+                    "(upsampled: larger, no more detail)", grid.gsd_m, grid.native_gsd_m)
 
 
-def _prepare_partial(partial: Path, key: str) -> None:
+def _build_key(source, grid: MapGrid, config: IndexConfig, fingerprint: str, tile_px: int, scales: list[float],
+               products: list) -> str:
+    """Identity of a build's item files: a partial build is reused only for the same key."""
+    if hasattr(source, "identity"):  # files: path, size, mtime (hashing 100 GB of maps would take minutes)
+        ident = source.identity()
+    else:  # an in-memory raster: its shape, georeference and a cheap content sample (every 97th row)
+        h = hashlib.sha256(np.ascontiguousarray(source.image[::97]).tobytes())
+        h.update(np.ascontiguousarray(source.valid[::97]).tobytes())
+        ident = [list(source.image.shape), list(source.transform)[:6], h.hexdigest()]
+    cfg = {k: v for k, v in config.to_json().items() if k not in _MERGE_ONLY_FIELDS}
+    return state_key({
+        "source": ident, "grid": [list(grid.transform)[:6], grid.width, grid.height, grid.frame.to_json()],
+        "config": cfg, "model": fingerprint, "tile_px": tile_px, "scales": scales,
+        "products": [[p.name, p.version] for p in products],
+    })
+
+
+def _prepare_partial(partial: Path, key: str, products: list[str]) -> None:
     state = partial / "state.json"
     if partial.is_dir():
         try:
@@ -195,49 +301,16 @@ def _prepare_partial(partial: Path, key: str) -> None:
         except (OSError, ValueError):
             same = False
         if not same:
-            log.info("discarding stale partial build %s", partial)
+            log.info("discarding stale partial build %s (other inputs, grid, tiling or model)", partial)
             shutil.rmtree(partial)
     if not partial.is_dir():
         partial.mkdir(parents=True)
-        state.write_text(json.dumps({"key": key}))
+        tmp = partial / ".state.json.tmp"
+        tmp.write_text(json.dumps({"key": key, "products": products}))
+        os.replace(tmp, state)
 
 
-def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
+def _touch_atomic(path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("")
     os.replace(tmp, path)
-
-
-def _write_map_copy(raster, out: Path, config: IndexConfig) -> dict:
-    """Write the (downsampled) GeoTIFF copy of the map + its mask; return the manifest entry."""
-    import cv2
-    import rasterio
-    from affine import Affine
-
-    h, w = raster.image.shape[:2]
-    factor = 1.0
-    if config.map_copy_gsd_m:
-        factor = max(factor, config.map_copy_gsd_m / raster.gsd_m)
-    factor = max(factor, float(np.sqrt(h * w / config.map_copy_max_px)))
-    if factor > 1.0 + 1e-6:
-        w2, h2 = max(1, int(round(w / factor))), max(1, int(round(h / factor)))
-        image = cv2.resize(raster.image[:, :, :3], (w2, h2), interpolation=cv2.INTER_AREA)
-        valid = cv2.resize(raster.valid.astype(np.uint8), (w2, h2), interpolation=cv2.INTER_NEAREST) > 0
-    else:
-        w2, h2 = w, h
-        image, valid = raster.image[:, :, :3], raster.valid
-    transform = raster.transform @ Affine.scale(w / w2, h / h2)
-    profile = dict(driver="GTiff", width=w2, height=h2, count=3, dtype="uint8", crs=raster.frame.to_rasterio(),
-                   transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="jpeg",
-                   photometric="ycbcr", jpeg_quality=92)
-    if w2 < 256 or h2 < 256:  # tiny maps: strips, lossless
-        profile.update(tiled=False, compress="deflate", photometric="rgb")
-        for key in ("blockxsize", "blockysize", "jpeg_quality"):
-            profile.pop(key)
-    with rasterio.open(out / MAP_FILE, "w", **profile) as ds:
-        ds.write(np.moveaxis(np.ascontiguousarray(image), -1, 0))
-    if not cv2.imwrite(str(out / MASK_FILE), valid.astype(np.uint8) * 255):
-        raise OSError(f"cannot write {out / MASK_FILE}")
-    return {"file": MAP_FILE, "mask_file": MASK_FILE, "name": raster.name, "transform": list(transform)[:6],
-            "gsd_m": float(raster.gsd_m * w / w2), "size_px": [w2, h2]}

@@ -112,64 +112,163 @@ def fine_extractors(cfg: FineConfig, encoder=None) -> dict:
     return {m: dense_extractor(m, getattr(encoder, "model", None)) for m in cfg.methods}
 
 
-def build_fine(raster, out_dir: Path, cfg: FineConfig, scales_m: list[float], extractors, *,
-               progress: bool = True, block_cells: int = 1024, dsm: str | Path | None = None) -> dict:
-    """Compute the fine-stage products of ``raster`` into ``out_dir/fine``; return the manifest entry.
+class FineProducts:
+    """The fine stage's map side as a map product (:mod:`foenet_ros.index.products`): windowed,
+    resumable and sharded under torchrun like the tile descriptors.
 
-    Args:
-        raster: the map (:class:`foenet_ros.geo.MapRaster`).
-        cfg: what to store.
-        scales_m: the index's tile scales (footprint sizes).
-        extractors: {method: DenseExtractor} for ``cfg.methods``.
-        dsm: a surface model (height GeoTIFF) of the area: keypoints become 3D points (pose by PnP
-            over hills) and the terrain relief goes into the error budget.
-        block_cells: dense levels are computed in blocks of this many cells (plus a margin), so a
-            level never needs more than one block of feature memory at a time.
+    Items (stage "tiles": they read the stored map by window):
+
+    * ``dense``: one block of ``block_cells`` cells of one level and method -> ``NNNNN.npy`` (the
+      quantised ``[h, w, C]`` features) + ``NNNNN.valid.npy``;
+    * ``keypoints``: one ``block_px`` block of one keypoint pyramid level -> ``NNNNN.npz`` (xy in
+      frame metres, size, level, descriptors per flavour).
+
+    ``merge`` assembles the level grids into memory-mapped ``fine/level{k}_*.npy``, sorts the
+    keypoints by a spatial grid, adds the surface model's heights (``dsm``) and returns the
+    manifest's ``"fine"`` section.
     """
+
+    name = "fine"
+    version = 1
+    stage = "tiles"
+
+    def __init__(self, cfg: FineConfig, extractors: dict, dsm: str | Path | None = None, block_cells: int = 1024,
+                 block_px: int = 2048) -> None:
+        self.cfg = cfg
+        self.extractors = extractors
+        self.dsm = dsm
+        self.block_cells = int(block_cells)
+        self.block_px = int(block_px)
+
+    def _geometry(self, ctx) -> tuple[list[float], list[float], tuple[float, float]]:
+        xmin, ymin, xmax, ymax = ctx.grid.bounds_xy
+        return (plan_cells(self.cfg, ctx.scales, ctx.grid.gsd_m), plan_kp_gsds(self.cfg, ctx.scales, ctx.grid.gsd_m),
+                (xmin, ymax))
+
+    def plan(self, ctx) -> list:
+        from .products import WorkItem
+
+        cells, gsds, _ = self._geometry(ctx)
+        xmin, ymin, xmax, ymax = ctx.grid.bounds_xy
+        items, b = [], self.block_cells
+        for k, c in enumerate(cells):
+            H, W = int(math.ceil((ymax - ymin) / c)), int(math.ceil((xmax - xmin) / c))
+            for m in self.cfg.methods:
+                for i0 in range(0, H, b):
+                    for j0 in range(0, W, b):
+                        items.append({"kind": "dense", "level": k, "method": m,
+                                      "block": [i0, min(H, i0 + b), j0, min(W, j0 + b)]})
+        if self.cfg.keypoints:
+            for li, g in enumerate(gsds):
+                H, W = int(math.ceil((ymax - ymin) / g)), int(math.ceil((xmax - xmin) / g))
+                items += [{"kind": "keypoints", "level": li, "block": [i0, min(H, i0 + self.block_px), j0, min(W, j0 + self.block_px)]}
+                          for i0 in range(0, H, self.block_px) for j0 in range(0, W, self.block_px)]
+        return [WorkItem(self.name, i, payload) for i, payload in enumerate(items)]
+
+    def run(self, ctx, item) -> None:
+        from .products import _save_npy_atomic
+
+        cells, gsds, top_left = self._geometry(ctx)
+        pl = item.payload
+        if pl["kind"] == "dense":
+            ex = self.extractors[pl["method"]]
+            f, v = map_features(ctx.map, ex, cells[pl["level"]], tuple(pl["block"]), top_left)
+            _save_npy_atomic(ctx.item_path(item, ".valid.npy"), v)
+            _save_npy_atomic(ctx.item_path(item, ".npy"), quantize(f, ex.storage))
+        else:
+            kp = keypoint_block(ctx.map, self.cfg, gsds[pl["level"]], tuple(pl["block"]), top_left)
+            arrays = {"xy": kp[0], "size": kp[1], "level": np.full(len(kp[0]), pl["level"], np.uint8)}
+            arrays.update({f"desc_{f}": kp[2][f] for f in self.cfg.kp_flavours})
+            from .products import save_npz_deterministic
+
+            save_npz_deterministic(ctx.item_path(item, ".npz"), arrays)
+        ctx.tick(1)
+
+    def merge(self, ctx, items, out_dir: Path) -> dict:
+        cells, gsds, top_left = self._geometry(ctx)
+        fine = Path(out_dir) / FINE_DIR
+        fine.mkdir(parents=True, exist_ok=True)
+        xmin, ymin, xmax, ymax = ctx.grid.bounds_xy
+        levels = []
+        dense = [it for it in items if it.payload["kind"] == "dense"]
+        for k, c in enumerate(cells):
+            H, W = int(math.ceil((ymax - ymin) / c)), int(math.ceil((xmax - xmin) / c))
+            valid_all = np.zeros((H, W), bool)
+            for m in self.cfg.methods:
+                ex = self.extractors[m]
+                arr = np.lib.format.open_memmap(fine / f"level{k}_{m}.npy", mode="w+",
+                                                dtype=np.uint8 if ex.storage == "u8" else np.int8, shape=(H, W, ex.channels))
+                for it in dense:
+                    if it.payload["level"] == k and it.payload["method"] == m:
+                        i0, i1, j0, j1 = it.payload["block"]
+                        arr[i0:i1, j0:j1] = np.load(ctx.item_path(it, ".npy"))
+                        valid_all[i0:i1, j0:j1] |= np.load(ctx.item_path(it, ".valid.npy"))
+                arr.flush()
+                del arr
+            np.save(fine / f"level{k}_valid.npy", valid_all)
+            levels.append({"cell_m": c, "shape": [H, W]})
+        entry = {"format": FINE_FORMAT, "config": self.cfg.to_json(), "origin_xy": [top_left[0], top_left[1]],
+                 "levels": levels, "methods": {n: {"channels": self.extractors[n].channels, "storage": self.extractors[n].storage,
+                                                   "stride": self.extractors[n].stride} for n in self.cfg.methods}}
+        grid = None
+        if self.dsm is not None:
+            from ..geo.dsm import read_dsm
+
+            # bounded size: at most ~40 M heights for the whole map (160 MB), at least 1 m per cell
+            g = max(1.0, 2.0 * ctx.grid.gsd_m, math.sqrt((xmax - xmin) * (ymax - ymin) / 4e7))
+            grid = read_dsm(self.dsm, ctx.grid.frame, ctx.grid.bounds_xy, g)
+            np.save(fine / "dsm.npy", grid.z)
+            entry["dsm"] = {"name": Path(self.dsm).name, "transform": list(grid.transform)[:6], "shape": list(grid.z.shape),
+                            "relief_m": grid.relief()}
+        if self.cfg.keypoints:
+            entry["keypoints"] = self._merge_keypoints(ctx, [it for it in items if it.payload["kind"] == "keypoints"],
+                                                       fine, gsds, grid)
+        return {"fine": entry}
+
+    def _merge_keypoints(self, ctx, items, fine: Path, gsds: list[float], dsm) -> dict:
+        xmin, ymin, xmax, ymax = ctx.grid.bounds_xy
+        parts = [np.load(ctx.item_path(it, ".npz"), allow_pickle=False) for it in items]
+        xy = np.concatenate([p["xy"] for p in parts]) if parts else np.zeros((0, 2))
+        size = np.concatenate([p["size"] for p in parts]).astype(np.float32) if parts else np.zeros(0, np.float32)
+        lvl = np.concatenate([p["level"] for p in parts]) if parts else np.zeros(0, np.uint8)
+        grid_m = 64.0 * gsds[-1]
+        gw, gh = max(1, int(math.ceil((xmax - xmin) / grid_m))), max(1, int(math.ceil((ymax - ymin) / grid_m)))
+        cell = _grid_cell(xy, (xmin, ymax), grid_m, gw, gh)
+        order = np.argsort(cell, kind="stable")
+        np.save(fine / "kp_xy.npy", xy[order].astype(np.float64))
+        np.save(fine / "kp_size.npy", size[order])
+        np.save(fine / "kp_level.npy", lvl[order])
+        for f in self.cfg.kp_flavours:
+            d = np.concatenate([p[f"desc_{f}"] for p in parts]) if parts else np.zeros((0, 128), np.uint8)
+            np.save(fine / f"kp_{f}.npy", d[order])
+        np.save(fine / "kp_cells.npy", np.searchsorted(cell[order], np.arange(gw * gh + 1)).astype(np.int64))
+        if dsm is not None:  # 3D keypoints: heights from the surface model (NaN where it has none)
+            np.save(fine / "kp_z.npy", dsm.sample(xy[order]).astype(np.float32))
+        log.info("map keypoints: %d at GSDs %s m", len(xy), [round(g, 3) for g in gsds])
+        return {"count": int(len(xy)), "gsd_m": gsds, "grid_m": grid_m, "grid_shape": [gh, gw],
+                "flavours": list(self.cfg.kp_flavours), "has_z": dsm is not None}
+
+
+def build_fine(raster, out_dir: Path, cfg: FineConfig, scales_m: list[float], extractors, *,
+               progress: bool = True, dsm: str | Path | None = None) -> dict:
+    """The fine products of an in-memory map, in one process, into ``out_dir/fine``; returns the
+    manifest's ``"fine"`` entry (what an index build stores; for calibration scripts and tests)."""
+    import tempfile
+
     from tqdm.auto import tqdm
 
-    fine = Path(out_dir) / FINE_DIR
-    fine.mkdir(parents=True, exist_ok=True)
-    xmin, ymin, xmax, ymax = raster.bounds_xy
-    cells = plan_cells(cfg, scales_m, raster.gsd_m)
-    levels = []
-    work = sum(math.ceil((ymax - ymin) / c / block_cells) * math.ceil((xmax - xmin) / c / block_cells) for c in cells)
-    bar = tqdm(total=work * len(cfg.methods), desc="map features", unit="block", disable=not progress)
-    for k, c in enumerate(cells):
-        H, W = int(math.ceil((ymax - ymin) / c)), int(math.ceil((xmax - xmin) / c))
-        valid_all = np.zeros((H, W), bool)
-        for name in cfg.methods:
-            ex = extractors[name]
-            dtype = np.uint8 if ex.storage == "u8" else np.int8
-            path = fine / f"level{k}_{name}.npy"
-            arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(H, W, ex.channels))
-            for i0 in range(0, H, block_cells):
-                for j0 in range(0, W, block_cells):
-                    i1, j1 = min(H, i0 + block_cells), min(W, j0 + block_cells)
-                    f, v = map_features(raster, ex, c, (i0, i1, j0, j1), (xmin, ymax))
-                    arr[i0:i1, j0:j1] = quantize(f, ex.storage)
-                    valid_all[i0:i1, j0:j1] |= v
-                    bar.update(1)
-            arr.flush()
-            del arr
-        np.save(fine / f"level{k}_valid.npy", valid_all)
-        levels.append({"cell_m": c, "shape": [H, W]})
-    bar.close()
-    entry = {"format": FINE_FORMAT, "config": cfg.to_json(), "origin_xy": [xmin, ymax], "levels": levels,
-             "methods": {n: {"channels": extractors[n].channels, "storage": extractors[n].storage,
-                             "stride": extractors[n].stride} for n in cfg.methods}}
-    grid = None
-    if dsm is not None:
-        from ..geo.dsm import read_dsm
+    from .distributed import Dist
+    from .products import BuildContext, MapGrid
 
-        grid = read_dsm(dsm, raster.frame, raster.bounds_xy, max(1.0, 2.0 * raster.gsd_m))
-        np.save(fine / "dsm.npy", grid.z)
-        entry["dsm"] = {"name": Path(dsm).name, "transform": list(grid.transform)[:6], "shape": list(grid.z.shape),
-                        "relief_m": grid.relief()}
-    if cfg.keypoints:
-        entry["keypoints"] = build_keypoints(raster, fine, cfg, plan_kp_gsds(cfg, scales_m, raster.gsd_m),
-                                             progress=progress, dsm=grid)
-    return entry
+    product = FineProducts(cfg, extractors, dsm)
+    with tempfile.TemporaryDirectory(prefix="fine-partial-") as tmp:
+        ctx = BuildContext(config=None, encoder=None, source=raster, grid=MapGrid.of(raster, None), partial=Path(tmp),
+                           dist=Dist(), tile_px=0, scales=list(scales_m), map=raster)
+        items = product.plan(ctx)
+        (Path(tmp) / product.name).mkdir()
+        for it in tqdm(items, desc="map features", unit="block", disable=not progress):
+            product.run(ctx, it)
+        return product.merge(ctx, items, Path(out_dir))["fine"]
 
 
 def map_features(raster, extractor, cell_m: float, block: tuple[int, int, int, int],
@@ -195,65 +294,28 @@ def map_features(raster, extractor, cell_m: float, block: tuple[int, int, int, i
     return f[:, sl[0], sl[1]], v[sl]
 
 
-def build_keypoints(raster, fine: Path, cfg: FineConfig, gsds: list[float], *, progress: bool = True,
-                    block_px: int = 2048, grid_m: float | None = None, dsm=None) -> dict:
-    """Detect SIFT keypoints on the map at each GSD of ``gsds`` (by blocks) and store them sorted
-    by a spatial grid (``grid_m`` cells, default 64 px of the coarsest level) for window look-ups."""
-    from tqdm.auto import tqdm
+def keypoint_block(raster, cfg: FineConfig, gsd: float, block: tuple[int, int, int, int], top_left,
+                   margin: int = 32) -> tuple[np.ndarray, np.ndarray, dict]:
+    """SIFT keypoints of pixels ``[i0:i1, j0:j1]`` of the map resampled to ``gsd`` (a margin around the
+    block so keypoints near its edge see their whole neighbourhood; only the block's own are kept,
+    at most ``kp_per_block`` per 64 px). Returns ``(xy [N, 2] frame metres, size [N] metres, {flavour: desc})``."""
+    import cv2
 
     from ..features.local import SiftDetector
 
-    det = SiftDetector(max_features=0)
-    xmin, ymin, xmax, ymax = raster.bounds_xy
-    xy_all, size_all, lvl_all, desc_all = [], [], [], {f: [] for f in cfg.kp_flavours}
-    margin = 32
-    jobs = []
-    for li, g in enumerate(gsds):
-        W, H = int(math.ceil((xmax - xmin) / g)), int(math.ceil((ymax - ymin) / g))
-        jobs += [(li, g, i0, j0, H, W) for i0 in range(0, H, block_px) for j0 in range(0, W, block_px)]
-    for li, g, i0, j0, H, W in tqdm(jobs, desc="map keypoints", unit="block", disable=not progress):
-        i1, j1 = min(H, i0 + block_px), min(W, j0 + block_px)
-        x0, y0 = xmin + (j0 - margin) * g, ymax - (i0 - margin) * g
-        w, h = j1 - j0 + 2 * margin, i1 - i0 + 2 * margin
-        M = np.array([[1.0 / g, 0.0, -x0 / g - 0.5], [0.0, -1.0 / g, y0 / g - 0.5], [0.0, 0.0, 1.0]])
-        img, valid = raster.warp(M, (w, h), g)
-        import cv2
-
-        mask = cv2.erode(valid.astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
-        kp = det.detect(img[:, :, :3] if img.ndim == 3 else img, mask, cfg.kp_flavours)
-        if len(kp) == 0:
-            continue
-        core = ((kp.xy[:, 0] >= margin) & (kp.xy[:, 0] < w - margin) & (kp.xy[:, 1] >= margin)
-                & (kp.xy[:, 1] < h - margin))
-        kp = kp.subset(np.flatnonzero(core))
-        kp = kp.subset(_strongest_per_block(kp.xy, kp.response, 64, cfg.kp_per_block))
-        # pixel centres -> frame metres
-        xy = np.column_stack([x0 + (kp.xy[:, 0] + 0.5) * g, y0 - (kp.xy[:, 1] + 0.5) * g])
-        xy_all.append(xy)
-        size_all.append(kp.size * g)
-        lvl_all.append(np.full(len(kp), li, np.uint8))
-        for f in cfg.kp_flavours:
-            desc_all[f].append(kp.desc[f])
-    xy = np.concatenate(xy_all) if xy_all else np.zeros((0, 2))
-    size = np.concatenate(size_all).astype(np.float32) if size_all else np.zeros(0, np.float32)
-    lvl = np.concatenate(lvl_all) if lvl_all else np.zeros(0, np.uint8)
-    grid_m = grid_m or 64.0 * gsds[-1]
-    gw, gh = max(1, int(math.ceil((xmax - xmin) / grid_m))), max(1, int(math.ceil((ymax - ymin) / grid_m)))
-    cell = _grid_cell(xy, (xmin, ymax), grid_m, gw, gh)
-    order = np.argsort(cell, kind="stable")
-    starts = np.searchsorted(cell[order], np.arange(gw * gh + 1)).astype(np.int64)
-    np.save(fine / "kp_xy.npy", xy[order].astype(np.float64))
-    np.save(fine / "kp_size.npy", size[order])
-    np.save(fine / "kp_level.npy", lvl[order])
-    for f in cfg.kp_flavours:
-        d = np.concatenate(desc_all[f]) if desc_all[f] else np.zeros((0, 128), np.uint8)
-        np.save(fine / f"kp_{f}.npy", d[order])
-    np.save(fine / "kp_cells.npy", starts)
-    if dsm is not None:  # 3D keypoints: heights from the surface model (NaN where it has none)
-        np.save(fine / "kp_z.npy", dsm.sample(xy[order]).astype(np.float32))
-    log.info("map keypoints: %d at GSDs %s m", len(xy), [round(g, 3) for g in gsds])
-    return {"count": int(len(xy)), "gsd_m": gsds, "grid_m": grid_m, "grid_shape": [gh, gw],
-            "flavours": list(cfg.kp_flavours), "has_z": dsm is not None}
+    i0, i1, j0, j1 = block
+    x0, y0 = top_left[0] + (j0 - margin) * gsd, top_left[1] - (i0 - margin) * gsd
+    w, h = j1 - j0 + 2 * margin, i1 - i0 + 2 * margin
+    M = np.array([[1.0 / gsd, 0.0, -x0 / gsd - 0.5], [0.0, -1.0 / gsd, y0 / gsd - 0.5], [0.0, 0.0, 1.0]])
+    img, valid = raster.warp(M, (w, h), gsd)
+    mask = cv2.erode(valid.astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+    kp = SiftDetector(max_features=0).detect(img[:, :, :3] if img.ndim == 3 else img, mask, cfg.kp_flavours)
+    core = (kp.xy[:, 0] >= margin) & (kp.xy[:, 0] < w - margin) & (kp.xy[:, 1] >= margin) & (kp.xy[:, 1] < h - margin)
+    kp = kp.subset(np.flatnonzero(core))
+    kp = kp.subset(_strongest_per_block(kp.xy, kp.response, 64, cfg.kp_per_block))
+    # pixel centres -> frame metres
+    xy = np.column_stack([x0 + (kp.xy[:, 0] + 0.5) * gsd, y0 - (kp.xy[:, 1] + 0.5) * gsd])
+    return xy, kp.size * gsd, {f: kp.desc[f] for f in cfg.kp_flavours}
 
 
 def _grid_cell(xy: np.ndarray, top_left, grid_m: float, gw: int, gh: int) -> np.ndarray:

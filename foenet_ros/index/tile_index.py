@@ -1,8 +1,10 @@
 """``TileIndex``: a loaded index directory (FAISS + tile geo metadata + manifest + map copy).
 
-Search is exact inner product over the whole map by default (``IndexFlatIP``); HNSW/IVF indexes
-trade a little recall for speed on very large maps. A radius-gated search (near a prior or the
-track) is always exact: it scores only the tiles whose centre lies within the radius.
+Search is exact inner product over the whole map for up to ``auto_exact_max_tiles`` tiles
+(``IndexFlatIP``); larger maps get IVF-PQ (a shortlist from compressed codes, re-scored exactly
+from memory-mapped float16 descriptors), HNSW/IVF-Flat on request. A radius-gated search (near a
+prior or the track) is always exact: it scores only the tiles whose centre lies within the radius.
+The map is opened for windowed reads (:meth:`TileIndex.map_raster`), never loaded whole.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EmptyIndexError, ImageError, IndexCorruptError, RasterError
+from ..errors import CRSMismatchError, EmptyIndexError, ImageError, IndexCorruptError, RasterError
 from ..utils import first_line, recover_dir
 from . import faiss_store
 from .manifest import (
     FAISS_FILE,
     MAP_FILE,
-    MASK_FILE,
     REBUILD_HINT,
     TILES_FILE,
     check_files,
@@ -43,17 +44,22 @@ class TileIndex:
         tiles: :class:`foenet_ros.geo.TileSet` (centres, sizes, polygons in frame metres).
     """
 
-    def __init__(self, path: Path, manifest: dict, faiss_index, tiles, frame) -> None:
+    #: decoded-map-block cache of :meth:`map_raster` (MiB): bounds the run-time memory of any map size
+    MAP_CACHE_MB = 128
+
+    def __init__(self, path: Path, manifest: dict, faiss_index, tiles, frame, descriptors=None) -> None:
         self.path = Path(path)
         self.manifest = manifest
         self._index = faiss_index
+        self._desc = descriptors  # float16 [N, D] memory map (ivfpq indexes) or None
         self.tiles = tiles
         self.frame = frame
         self._map = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | Path, expect_fingerprint: str | None = None, *, verify: str = "hash") -> "TileIndex":
+    def load(cls, path: str | Path, expect_fingerprint: str | None = None, *, verify: str = "hash",
+             mmap: bool = True) -> "TileIndex":
         """Load an index directory after checking its integrity (see :mod:`foenet_ros.index.manifest`).
 
         Args:
@@ -61,6 +67,9 @@ class TileIndex:
             expect_fingerprint: the fingerprint of the model that will query it (None: not checked).
             verify: ``"hash"`` (default) re-hashes every file the manifest lists (streamed sha256);
                 ``"size"`` checks sizes only, for indexes too large to hash at every start.
+            mmap: memory-map the FAISS codes (flat / IVF types) and the float16 descriptors instead of
+                reading them: a 10^6-tile index opens in under a second and costs resident memory only
+                for the pages a search touches. The map is opened, never read whole (:meth:`map_raster`).
 
         Raises:
             IndexCorruptError: a manifest that fails its checksum or schema, a missing, truncated or
@@ -69,11 +78,12 @@ class TileIndex:
             IndexMismatchError: ``expect_fingerprint`` differs from the model that built the index.
             ConfigError: an unknown ``verify`` mode.
         """
-        index, _ = cls._load_checked(path, expect_fingerprint, verify)
+        index, _ = cls._load_checked(path, expect_fingerprint, verify, mmap)
         return index
 
     @classmethod
-    def _load_checked(cls, path: str | Path, expect_fingerprint: str | None, verify: str) -> tuple["TileIndex", dict]:
+    def _load_checked(cls, path: str | Path, expect_fingerprint: str | None, verify: str,
+                      mmap: bool = True) -> tuple["TileIndex", dict]:
         """:meth:`load` plus a report of what was checked (for ``foenet verify-index``)."""
         import time
 
@@ -95,10 +105,11 @@ class TileIndex:
             raise IndexCorruptError(f"index {path}: unusable frame in the manifest ({exc}); {REBUILD_HINT}") from exc
         check_map_header(path, manifest, frame)
         faiss_meta = manifest["faiss"]
-        # read as "flat" (no search-time knobs), check the kind, then apply the recorded knobs
-        index = faiss_store.read(path / FAISS_FILE, "flat", {})
+        # read without search-time knobs, check the kind, then apply the recorded knobs
+        index = faiss_store.read(path / FAISS_FILE, faiss_meta["type"], None, mmap=mmap)
         _check_faiss_kind(path, index, faiss_meta["type"])
         faiss_store.configure(index, faiss_meta["type"], faiss_meta.get("params", {}))
+        descriptors = _open_descriptors(path, manifest, mmap)
         try:
             with np.load(path / TILES_FILE, allow_pickle=False) as z:
                 tiles = TileSet.from_arrays(z)
@@ -111,12 +122,14 @@ class TileIndex:
                 f"index {path}: inconsistent sizes (faiss {index.ntotal} x {index.d}, tiles "
                 f"{len(tiles)}, manifest {n} x {dim}); {REBUILD_HINT}"
             )
+        if descriptors is not None and descriptors.shape != (n, dim):
+            raise IndexCorruptError(f"index {path}: descriptors {descriptors.shape} != ({n}, {dim}); {REBUILD_HINT}")
         check_tiles(path, manifest, tiles)
         crs = f"EPSG:{frame.epsg}" if frame.epsg else frame.name
         report.update(tiles=n, dim=dim, type=faiss_meta["type"], crs=crs, seconds=time.perf_counter() - t0)
         log.info("loaded index %s: %d tiles, dim %d, %s (%d files %s in %.2f s)", path, n, dim, faiss_meta["type"],
                  report["files"], "hashed" if report["hashed"] else "size-checked", report["seconds"])
-        return cls(path, manifest, index, tiles, frame), report
+        return cls(path, manifest, index, tiles, frame, descriptors), report
 
     def check_encoder(self, encoder) -> None:
         """Raise :class:`IndexMismatchError` unless ``encoder`` is the model (and input size) that built this index."""
@@ -154,9 +167,22 @@ class TileIndex:
     map_paths = map_path  # contract alias
 
     def map_raster(self):
-        """The stored map copy as a :class:`foenet_ros.geo.MapRaster` (loaded once, then cached)."""
+        """The stored map, opened for windowed reads: a :class:`foenet_ros.geo.windowed.WindowedMap` (cached).
+
+        It has what the Localizer uses from a MapRaster -- ``crop``, ``warp``, ``gsd_m`` (the stored,
+        native GSD), ``frame``, ``bounds_xy``, ``transform``, ``xy_to_pixel`` -- plus ``read_window``
+        and ``overview`` (for plots), and decodes only the 512 px blocks a read touches, through an
+        LRU cache of ``MAP_CACHE_MB``. ``.image`` / ``.valid`` / ``.level(k)`` work for maps up to
+        100 Mpx (per level); larger maps raise RasterError there (use ``overview()``).
+        """
         if self._map is None:
-            self._map = _read_map_copy(self.path, self.manifest, self.frame)
+            from ..geo.windowed import WindowedMap
+
+            try:
+                self._map = WindowedMap(self.map_path(), self.frame, name=str(self.manifest["map_copy"].get("name", "map")),
+                                        cache_mb=self.MAP_CACHE_MB)
+            except (RasterError, CRSMismatchError) as exc:
+                raise IndexCorruptError(f"cannot open the map of index {self.path}: {exc}; {REBUILD_HINT}") from exc
         return self._map
 
     # ------------------------------------------------------------------ search
@@ -178,15 +204,24 @@ class TileIndex:
         if k < 1:
             return []
         if near_xy is None or radius_m is None:
-            scores, ids = faiss_store.search(self._index, desc[None], k)
-            return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            if self._desc is None:
+                scores, ids = faiss_store.search(self._index, desc[None], k)
+                return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            # IVF-PQ: approximate shortlist, then exact cosine from the stored descriptors
+            rerank = max(k, int(self.manifest["faiss"].get("params", {}).get("rerank", 100)))
+            _, ids = faiss_store.search(self._index, desc[None], rerank)
+            ids = np.sort(ids[0][ids[0] >= 0])  # sorted ids: sequential page reads of the memory map
+            return self._exact_top(ids, desc, k)
         ids = self.tiles_within(near_xy, radius_m)
         if len(ids) == 0:
             raise EmptyIndexError(
                 f"no tile centre within {radius_m:.0f} m of ({near_xy[0]:.1f}, {near_xy[1]:.1f}) in index {self.path}"
             )
-        vecs = faiss_store.reconstruct(self._index, ids)
-        scores = vecs @ desc
+        return self._exact_top(ids, desc, k)
+
+    def _exact_top(self, ids: np.ndarray, desc: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The ``k`` best of ``ids`` by exact cosine (ties: lower id first)."""
+        scores = self.descriptors(ids) @ desc
         order = np.argsort(-scores, kind="stable")[:k]
         return [(int(ids[j]), float(scores[j])) for j in order]
 
@@ -199,7 +234,10 @@ class TileIndex:
         """Stored descriptors [len(ids), D] (all tiles when ``ids`` is None)."""
         if ids is None:
             ids = np.arange(len(self))
-        return faiss_store.reconstruct(self._index, np.asarray(ids))
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._desc is not None:
+            return np.asarray(self._desc[ids], dtype=np.float32)
+        return faiss_store.reconstruct(self._index, ids)
 
     def __repr__(self) -> str:
         return f"TileIndex({str(self.path)!r}, tiles={len(self)}, dim={self.dim}, type={self.index_type!r})"
@@ -214,7 +252,7 @@ def verify_index(path: str | Path, verify: str = "hash", expect_fingerprint: str
         IndexCorruptError / IndexMismatchError: as :meth:`TileIndex.load`.
     """
     index, report = TileIndex._load_checked(path, expect_fingerprint, verify)
-    index.map_raster()  # decodes map.tif + map_valid.png: catches pixel damage a size check cannot see
+    _decode_map(index)  # catches pixel damage a size check cannot see
     report["path"] = str(index.path)
     return report
 
@@ -223,7 +261,8 @@ def _check_faiss_kind(path: Path, index, index_type: str) -> None:
     """The FAISS file holds the index type and metric the manifest records."""
     import faiss
 
-    expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSW, "ivf": faiss.IndexIVF}[index_type]
+    expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSW, "ivf": faiss.IndexIVFFlat,
+                "ivfpq": faiss.IndexIVFPQ}[index_type]
     if not isinstance(index, expected) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise IndexCorruptError(
             f"index {path}: {FAISS_FILE} holds a {type(index).__name__} (metric {index.metric_type}), not the "
@@ -231,23 +270,21 @@ def _check_faiss_kind(path: Path, index, index_type: str) -> None:
         )
 
 
-def _read_map_copy(path: Path, manifest: dict, frame):
-    """Read ``map.tif`` + ``map_valid.png`` into a MapRaster in the index frame."""
-    import cv2
-    import rasterio
-    from affine import Affine
-
-    from ..geo import MapRaster
-
-    meta = manifest["map_copy"]
-    map_file, mask_file = path / meta.get("file", MAP_FILE), path / meta.get("mask_file", MASK_FILE)
+def _decode_map(index: TileIndex) -> None:
+    """Decode every block of the stored map (full resolution and overviews), one block at a time."""
     try:
-        with rasterio.open(map_file) as ds:
-            image = np.ascontiguousarray(np.moveaxis(ds.read([1, 2, 3]), 0, -1))
-    except Exception as exc:  # RasterioError, or a GDAL CPLE_* error while decoding damaged blocks
-        raise IndexCorruptError(f"cannot read the map copy {map_file}: {first_line(exc)}; {REBUILD_HINT}") from exc
-    mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
-    if mask is None or mask.shape != image.shape[:2]:
-        raise IndexCorruptError(f"map mask {mask_file} is unreadable or of the wrong size; {REBUILD_HINT}")
-    return MapRaster(image=image, valid=mask > 127, transform=Affine(*meta["transform"][:6]), frame=frame,
-                     gsd_m=float(meta["gsd_m"]), name=str(meta.get("name", "map")))
+        index.map_raster().decode_all()
+    except RasterError as exc:
+        raise IndexCorruptError(f"index {index.path}: {exc}; {REBUILD_HINT}") from exc
+
+
+def _open_descriptors(path: Path, manifest: dict, mmap: bool):
+    """The float16 descriptors an IVF-PQ index keeps for exact re-ranking (memory-mapped), or None."""
+    entry = manifest["faiss"].get("descriptors")
+    if not entry:
+        return None
+    file = path / entry.get("file", "descriptors.npy")
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"cannot read {file}: {first_line(exc)}; {REBUILD_HINT}") from exc

@@ -281,7 +281,9 @@ def test_every_manifest_field_mutated_never_gives_a_traceback(index_dir, tmp_pat
             except FoenetError as exc:
                 assert "\n" not in str(exc), (path, value, exc)
                 refused += 1
-    assert refused > 5 * len(paths)  # most mutations are refused; harmless ones (created_utc...) load
+    # many mutations are refused; harmless ones load: created_utc, the build report, the map storage
+    # report (overviews, mask_meaning, requested_gsd_m...) and the config are informational
+    assert refused > 0.4 * len(_BAD_VALUES) * len(paths)
     assert loaded > 0
 
 
