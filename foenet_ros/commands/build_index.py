@@ -6,7 +6,9 @@ thousands of km2 fit in a few GB of RAM -- and stored in the index as a tiled Cl
 GeoTIFF at its native GSD (or the --gsd-m you ask for; the summary says which). It is cut into
 overlapping square tiles at several ground sizes, each tile is encoded with FOENet, and everything
 lands in ONE directory: index.faiss, tiles.npz, map.tif (COG), map_valid.png (coverage),
-manifest.json (model fingerprint, CRS, GSD, scales, counts, source sha256).
+fine/ (the fine stage's map side: dense feature grids at a few cell sizes, SIFT keypoints, and
+with --dsm their heights), manifest.json (model fingerprint, CRS, GSD, scales, counts, the map's
+absolute accuracy, source sha256).
 
 Tile sizes come from --scales-m, or from the camera: --hfov (and --image-size) with the
 flight-height range --alt-range (and --max-tilt).
@@ -38,9 +40,12 @@ EXAMPLES = """
   # a VRT mosaic of many tiles, sharded over 8 GPUs of one box (same command on 1 CPU: drop torchrun)
   torchrun --nproc_per_node=8 -m foenet_ros.cli build-index survey.vrt --out maps/survey \\
       --hfov 70 --alt-range 100 200
-  # the two aero-vloc satellite tiles (PNG + map_metadata.txt sidecar)
+  # the two aero-vloc satellite tiles (PNG + map_metadata.txt sidecar); satellite imagery: ~3 m accuracy
   foenet build-index $FOENET_DATA/aerovloc_pair/map/0.png $FOENET_DATA/aerovloc_pair/map/1.png \\
-      --out maps/aerovloc --scales-m 80 120 180
+      --out maps/aerovloc --scales-m 80 120 180 --map-accuracy-m 3
+  # hilly ground: a surface model makes the map keypoints 3D (PnP poses, no flat-ground error)
+  foenet build-index $FOENET_DATA/orthority_odm/ortho/*.tif --out maps/tuniu --hfov 66 --alt-range 80 120 \\
+      --max-tilt 30 --dsm $FOENET_DATA/orthority_odm/dsm.tif --map-accuracy-m 0.5
 """
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stored map (COG): jpeg (quality 90, ~10x smaller; default) or lossless deflate")
     p.add_argument("--index-type", choices=("auto", "flat", "hnsw", "ivf", "ivfpq"), default="auto",
                    help="auto (default): exact flat up to 50,000 tiles, ivfpq above; hnsw/ivf on request")
+    f = p.add_argument_group("fine stage (map features for the Localizer's overlap estimation and refinement)")
+    f.add_argument("--map-accuracy-m", type=float, default=1.0,
+                   help="absolute horizontal accuracy of the map's georeference, 1 sigma, metres; goes into every "
+                        "fix's covariance (survey/GCP orthomosaic 0.1-0.3, drone mosaic without GCPs 1-3, "
+                        "satellite / web tiles 2-5, NAIP 1-6; default 1)")
+    f.add_argument("--dsm", default=None, metavar="DSM.tif",
+                   help="surface model (height GeoTIFF, any CRS) of the area: 3D map keypoints and the terrain relief")
+    f.add_argument("--fine-methods", nargs="+", choices=("cfog", "foenet"), default=["cfog"],
+                   help="dense features stored (foenet: the learned overlap head, needs a --model with one)")
+    f.add_argument("--no-keypoints", action="store_true", help="store no map keypoints (no keypoint refinement)")
     p.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
     p.add_argument("--chunk-tiles", type=int, default=1024,
                    help="tiles per checkpointed chunk: the unit of resume and of sharding (default 1024)")
@@ -82,6 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..index import IndexConfig, TileIndex, build_index
+    from ..index.fine import FineConfig
     from ..model import Encoder, create_model, load_checkpoint, load_default_model
 
     config = IndexConfig(
@@ -97,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         index_type=args.index_type,
         batch_size=args.batch_size,
         chunk_tiles=args.chunk_tiles,
+        map_accuracy_m=args.map_accuracy_m,
+        dsm=args.dsm,
+        fine=FineConfig(methods=tuple(args.fine_methods), keypoints=not args.no_keypoints),
     )
     if args.threads > 0:
         import torch
@@ -129,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         "map_resampled": mc["resampled"],
         "map_size_px": mc["size_px"],
         "processes": m["build"]["world_size"],
+        "fine": {"cells_m": [round(lv["cell_m"], 3) for lv in m["fine"]["levels"]], "methods": list(m["fine"]["methods"]),
+                 "keypoints": m["fine"].get("keypoints", {}).get("count", 0), "dsm": m["fine"].get("dsm", {}).get("name")},
         "seconds": round(seconds, 1),
     }
     note = "the native GSD of the input" if not mc["resampled"] else (

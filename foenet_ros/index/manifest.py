@@ -309,12 +309,67 @@ def validate_manifest(manifest: dict, where: str = MANIFEST) -> None:
     if missing:
         raise s.fail(f"files does not list {', '.join(missing)}")
 
+    if "fine" in manifest:
+        _validate_fine(s, s.section(manifest, "fine"), files)
+    s.number(mp, "accuracy_m", "map.accuracy_m", 0.0, 1e4, optional=True)
+
     maps = manifest.get("maps", [])
     if not isinstance(maps, list) or not all(isinstance(m, dict) for m in maps):
         raise s.fail(f"maps must be a list of objects, got {_show(maps)}")
     for key in ("config",):
         if key in manifest and not isinstance(manifest[key], dict):
             raise s.fail(f"{key} must be an object, got {_kind(manifest[key])}")
+
+
+def _validate_fine(s: _Schema, fine: dict, files: dict) -> None:
+    """The fine stage's section: levels, methods, keypoints, surface model -- and every file they imply listed."""
+    from .fine import FineStore
+
+    s.integer(fine, "format", "fine.format", 1, 1)
+    s.numbers(fine, "origin_xy", "fine.origin_xy", length=2)
+    levels = s.value(fine, "levels", "fine.levels")
+    if not isinstance(levels, list) or not levels:
+        raise s.fail(f"fine.levels must be a non-empty list, got {_show(levels)}")
+    last = 0.0
+    for k, lv in enumerate(levels):
+        if not isinstance(lv, dict):
+            raise s.fail(f"fine.levels[{k}] must be an object, got {_kind(lv)}")
+        c = s.number(lv, "cell_m", f"fine.levels[{k}].cell_m", positive=True)
+        if c <= last:
+            raise s.fail(f"fine.levels must grow in cell size, got {c} after {last}")
+        last = c
+        s.numbers(lv, "shape", f"fine.levels[{k}].shape", length=2, positive=True, integer=True)
+    methods = s.section(fine, "methods", "fine.methods")
+    if not methods:
+        raise s.fail("fine.methods must name at least one dense feature method")
+    for m, spec in methods.items():
+        if m not in ("cfog", "foenet") or not isinstance(spec, dict):
+            raise s.fail(f"fine.methods: unknown method {m!r} or not an object")
+        s.integer(spec, "channels", f"fine.methods.{m}.channels", 1, 1024)
+        s.integer(spec, "stride", f"fine.methods.{m}.stride", 1, 64)
+        if spec.get("storage") not in ("u8", "i8"):
+            raise s.fail(f"fine.methods.{m}.storage must be 'u8' or 'i8', got {_show(spec.get('storage'))}")
+    if "keypoints" in fine:
+        kp = s.section(fine, "keypoints", "fine.keypoints")
+        s.integer(kp, "count", "fine.keypoints.count", 0)
+        s.numbers(kp, "gsd_m", "fine.keypoints.gsd_m", min_length=1, positive=True)
+        s.number(kp, "grid_m", "fine.keypoints.grid_m", positive=True)
+        s.numbers(kp, "grid_shape", "fine.keypoints.grid_shape", length=2, positive=True, integer=True)
+        fl = s.value(kp, "flavours", "fine.keypoints.flavours")
+        if not isinstance(fl, list) or not fl or any(f not in ("upright", "oriented") for f in fl):
+            raise s.fail(f"fine.keypoints.flavours must list 'upright' and/or 'oriented', got {_show(fl)}")
+        if not isinstance(kp.get("has_z", False), bool):
+            raise s.fail(f"fine.keypoints.has_z must be true or false, got {_show(kp.get('has_z'))}")
+    if "dsm" in fine:
+        d = s.section(fine, "dsm", "fine.dsm")
+        t = s.numbers(d, "transform", "fine.dsm.transform", length=6)
+        if not (t[0] > 0 and t[4] < 0):
+            raise s.fail(f"fine.dsm.transform must be north-up, got {t}")
+        s.numbers(d, "shape", "fine.dsm.shape", length=2, positive=True, integer=True)
+        s.number(d, "relief_m", "fine.dsm.relief_m", 0.0, 1e5)
+    missing = sorted(set(FineStore.files(fine)) - set(files))
+    if missing:
+        raise s.fail(f"files does not list the fine stage's {', '.join(missing[:4])}")
 
 
 def _check_file_name(s: _Schema, name: str) -> None:
