@@ -79,7 +79,12 @@ def loc_config() -> LocalizerConfig:
 
 # ---------------------------------------------------------------------------- helpers
 def get_index(cache: Path, name: str, maps, encoder, config: IndexConfig) -> TileIndex:
-    out = cache / name
+    import hashlib
+
+    # the configuration is part of the key: a cached index of another configuration (e.g. without
+    # the surface model) must not stand in for this one
+    key = hashlib.sha256(repr(config).encode()).hexdigest()[:8]
+    out = cache / f"{name}-{key}"
     if out.exists():
         try:
             idx = TileIndex.load(out)
@@ -426,6 +431,26 @@ def table(results: dict, baseline: dict | None) -> str:
     return "\n".join(rows)
 
 
+def speed_table(results: dict, baseline: dict | None) -> str:
+    """Per case and version: tracking vs cold-start wall time (p50 / p99) and the stages' p50 / p99."""
+    rows = ["| case | version | tracking frames: p50 / p99 ms (FPS) | cold frames: p50 / p99 ms (FPS) | stages p50 / p99 ms |",
+            "|---|---|---|---|---|"]
+    for case, res in results.items():
+        for label, r in (("baseline", (baseline or {}).get(case)), ("new", res)):
+            s = (r or {}).get("summary") if isinstance(r, dict) else None
+            if not s or "timings_ms" not in s:
+                continue
+
+            def mode(key):
+                t = s.get(key)
+                return "-" if not t else f"{t['frames']}: {t['p50']:.0f} / {t['p99']:.0f} ({1000 / max(t['p50'], 1e-6):.1f})"
+
+            stages = ", ".join(f"{k} {v['p50']:.0f}/{v['p99']:.0f}" for k, v in s["timings_ms"].items()
+                               if k not in ("wall", "total") and v["p99"] >= 0.5)
+            rows.append(f"| {case} | {label} | {mode('tracking_ms')} | {mode('cold_ms')} | {stages} |")
+    return "\n".join(rows)
+
+
 def _err(e) -> str:
     return "" if e is None else f"{e:.1f} m"
 
@@ -475,6 +500,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(table({k: v for k, v in results.items() if k != "baseline"}, baseline))
+    print()
+    print(speed_table({k: v for k, v in results.items() if k not in ("baseline", "env")}, baseline))
     return 0
 
 

@@ -11,6 +11,8 @@ Samples: a frame rendered from one date (another NAIP year, or the same OAM mosa
 photometric change) at a random pose, sensors with realistic noise, and a search region that
 either contains the truth (a positive when the fix lands within 3 coarse cells) or does not (its
 peak is necessarily wrong: a negative, as a wrong retrieval candidate or an off-map frame gives).
+One sample in six is a frame that shows no ground at all (noise, stripes, checkerboards, gradients,
+blobs, a constant: a covered lens or a broken readout), always a negative.
 
 Usage::
 
@@ -62,7 +64,33 @@ def make_store(raster, cache: Path, name: str, footprints: tuple[float, float], 
     return FineStore(out, json.loads((out / "entry.json").read_text()))
 
 
-def sample(stage: FineStage, view_map, mp, rng, alt_range, intr, positive: bool) -> dict | None:
+def not_a_view(rng, w: int, h: int) -> np.ndarray:
+    """A frame that shows no ground at all (a covered lens, a test pattern, sensor noise, a stuck readout):
+    periodic patterns correlate strongly with regular map structure (roads, fields, roofs), so the score
+    must learn that a coarse peak the fine level does not confirm is no fix."""
+    kind = int(rng.integers(0, 6))
+    yy, xx = np.mgrid[0:h, 0:w]
+    if kind == 0:
+        v = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    elif kind == 1:
+        t = [yy, xx, xx + yy, xx - yy][int(rng.integers(0, 4))]
+        v = ((t // int(rng.integers(2, 60))) % 2 * 255).astype(np.uint8)
+    elif kind == 2:
+        s = int(rng.integers(2, 60))
+        v = (((yy // s) + (xx // s)) % 2 * 255).astype(np.uint8)
+    elif kind == 3:
+        v = (xx * 255 // max(w - 1, 1)).astype(np.uint8)
+    elif kind == 4:
+        v = np.full((h, w), rng.integers(0, 256), np.uint8)
+    else:  # smooth blobs
+        small = rng.integers(0, 256, (max(2, h // 40), max(2, w // 40)), dtype=np.uint8)
+        import cv2
+
+        v = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.repeat(v[:, :, None], 3, axis=2)
+
+
+def sample(stage: FineStage, view_map, mp, rng, alt_range, intr, positive: bool, garbage: bool = False) -> dict | None:
     xmin, ymin, xmax, ymax = mp.bounds_xy
     alt = float(rng.uniform(*alt_range))
     fp = 2 * alt * math.tan(math.radians(intr.hfov_deg) / 2)
@@ -77,6 +105,8 @@ def sample(stage: FineStage, view_map, mp, rng, alt_range, intr, positive: bool)
     if img.ndim == 2 or img.shape[2] == 1:
         img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
     img = photometric(np.ascontiguousarray(img[:, :, :3]), rng)
+    if garbage:
+        img = not_a_view(rng, img.shape[1], img.shape[0])
     hs, asig = 2.0, 0.3
     sensors = Sensors(pose.heading_deg + rng.normal(0, hs), hs, alt * (1 + rng.normal(0, 0.03)), 0.03 * alt,
                       (pose.roll_deg + rng.normal(0, asig), pose.pitch_deg + rng.normal(0, asig)), asig)
@@ -98,7 +128,7 @@ def sample(stage: FineStage, view_map, mp, rng, alt_range, intr, positive: bool)
     return {"features": dense_features(fix), "err_m": err, "coarse_cell_m": fix.coarse.cell_m,
             "sigma_fit_m": float(math.sqrt(max(np.linalg.eigvalsh(cov).max(), 0))), "positive_region": positive,
             "alt_m": alt, "attitude_sigma_deg": asig,
-            "correct": bool(err <= 3.0 * fix.coarse.cell_m) and positive}
+            "garbage": garbage, "correct": bool(err <= 3.0 * fix.coarse.cell_m) and positive and not garbage}
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
@@ -168,7 +198,8 @@ def main() -> int:
         for k in range(args.samples * 3):
             if n >= args.samples:
                 break
-            r = sample(stage, vm, mp, rng, alts, intr, positive=k % 2 == 0)
+            # half positive regions; one sample in six a frame that shows no ground (a negative wherever it looks)
+            r = sample(stage, vm, mp, rng, alts, intr, positive=k % 2 == 0, garbage=k % 12 in (1, 2))
             if r is None:
                 continue
             r["group"] = name

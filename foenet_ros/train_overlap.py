@@ -296,7 +296,12 @@ def train_overlap(cfg: OverlapTrainConfig, progress: bool = True) -> Path:
     base = load_default_model() if cfg.init_checkpoint is None else load_checkpoint(cfg.init_checkpoint)
     mcfg = base.config.replace(overlap_dim=cfg.overlap_dim, overlap_hidden=cfg.overlap_hidden, pretrained=False)
     model = FOENet(mcfg, pretrained=False)
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    own = model.state_dict()
+    # the base's descriptor weights; its own overlap head too when it has the same shape (fine-tuning it),
+    # else a fresh head of the asked size
+    state = {k: v for k, v in base.state_dict().items()
+             if not k.startswith("overlap_head.") or (k in own and own[k].shape == v.shape)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("overlap_head.") for k in missing):
         raise ConfigError(f"cannot add an overlap head to {cfg.init_checkpoint}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     for p in model.parameters():

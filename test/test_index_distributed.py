@@ -66,11 +66,12 @@ def _descendants(pid: int) -> list[int]:
 def _contents(index_dir: Path) -> dict[str, bytes | dict]:
     """Every file's bytes; the manifest as JSON without its timestamp / build-time fields."""
     out: dict[str, bytes | dict] = {}
-    for p in sorted(index_dir.iterdir()):
-        if p.name == "manifest.json":
-            out[p.name] = {k: v for k, v in json.loads(p.read_text()).items() if k not in VOLATILE}
+    for p in sorted(q for q in index_dir.rglob("*") if q.is_file()):  # fine/ holds the fine stage's products
+        name = p.relative_to(index_dir).as_posix()
+        if name == "manifest.json":
+            out[name] = {k: v for k, v in json.loads(p.read_text()).items() if k not in VOLATILE}
         else:
-            out[p.name] = p.read_bytes()
+            out[name] = p.read_bytes()
     return out
 
 
@@ -92,7 +93,9 @@ def test_torchrun_two_processes_equal_one_and_resume_after_sigkill(tmp_path: Pat
     assert summary["processes"] == 2 and summary["tiles"] > 40
     assert json.loads((one / "manifest.json").read_text())["build"]["world_size"] == 1
     a, b = _contents(one), _contents(two)
-    assert sorted(a) == sorted(b) == ["index.faiss", "manifest.json", "map.tif", "map_valid.png", "tiles.npz"]
+    top = sorted(n for n in a if "/" not in n)
+    assert sorted(a) == sorted(b) and top == ["index.faiss", "manifest.json", "map.tif", "map_valid.png", "tiles.npz"]
+    assert any(n.startswith("fine/level0_") for n in a)  # the fine stage's products, byte-identical too
     for name in a:
         assert a[name] == b[name], f"{name} differs between the 1- and 2-process builds"
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.tmp-*"))
@@ -121,7 +124,9 @@ def test_torchrun_two_processes_equal_one_and_resume_after_sigkill(tmp_path: Pat
     assert not killed.exists()  # nothing half-written where the index goes
     # resumed by ONE process: the checkpointed chunks are reused, the result is the same bytes
     res = _run(map_tif, killed, 1)
-    assert "resuming:" in res.stderr and f"{n_done} of {n_chunks} descriptors items" in res.stderr
+    # the tile stage's items: the descriptor chunks, then the fine stage's blocks
+    assert "resuming:" in res.stderr and f"resuming: {n_done} of " in res.stderr and "descriptors/fine items" in res.stderr, \
+        res.stderr[-3000:]
     c = _contents(killed)
     for name in a:
         assert c[name] == a[name], f"{name} differs after the resumed build"

@@ -95,7 +95,7 @@ def test_the_build_reads_the_map_only_by_window(tmp_path, map_400, caching_encod
     idx = TileIndex.load(small)
     # tile validity came from the parts' coverage: the no-data band (24 m) leaves its edge tiles at ~60 %
     assert (idx.tiles.valid_frac >= 0.6).all() and idx.tiles.valid_frac.min() < 0.7
-    assert idx.manifest["products"] == {"map": 1, "descriptors": 1}
+    assert idx.manifest["products"] == {"map": 1, "descriptors": 1, "fine": 1}
 
 
 def test_a_vrt_mosaic_indexes_like_the_single_file(tmp_path, map_400, caching_encoder):
@@ -184,7 +184,7 @@ def test_an_extra_map_product_plugs_in_and_resumes(tmp_path, map_400, caching_en
     assert sorted(product.runs) == [0, 1]  # not run again
     idx = TileIndex.load(out)
     assert idx.manifest["corner_mean"] == {"file": "corner_mean.json", "parts": 2}
-    assert idx.manifest["products"] == {"map": 1, "descriptors": 1, "corner_mean": 1}
+    assert idx.manifest["products"] == {"map": 1, "descriptors": 1, "fine": 1, "corner_mean": 1}
     assert len(json.loads((out / "corner_mean.json").read_text())) == 2
 
 

@@ -20,14 +20,20 @@ def head_model():
 
 
 def test_models_without_a_head_keep_their_fingerprint():
-    m = load_default_model()
-    assert m.overlap_head is None
+    """The committed default carries an overlap head; its descriptor part alone (a model without a
+    head, like every checkpoint made before heads existed) keeps the fingerprint that stage-3
+    checkpoint had when it was trained without one (recorded in models/README.md)."""
     import json
 
     from foenet_ros.model.checkpoint import default_model_dir
 
+    m = load_default_model()
     stored = json.loads((default_model_dir() / "config.json").read_text())["fingerprint"]
-    assert m.fingerprint() == stored
+    assert m.overlap_head is not None and m.fingerprint() == stored
+    bare = create_model("foenet-mnv2", input_size=160, pretrained=False)
+    bare.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("overlap_head.")}, strict=True)
+    assert bare.overlap_head is None
+    assert bare.fingerprint() == "14085ddde8167644"  # runs/s3_distill/final, before the head was transplanted
 
 
 def test_dense_features_shape_norm_and_checkpoint_round_trip(head_model, tmp_path):
@@ -83,7 +89,9 @@ def test_training_loop_smoke_and_index_with_learned_features(tmp_path):
     batch = collate([ds[0], ds[1]])
     assert batch["t_img"].shape == (2, 64, 64, 3) and batch["w_img"].shape == (2, 96, 96, 3)
     model = create_model("foenet-mnv2", input_size=160, overlap_dim=8, overlap_hidden=16)
-    model.load_state_dict(load_default_model().state_dict(), strict=False)
+    # the default's descriptor weights (its own, larger head is not this one)
+    model.load_state_dict({k: v for k, v in load_default_model().state_dict().items()
+                           if not k.startswith("overlap_head.")}, strict=False)
     loss, stats = overlap_loss(model, batch, cfg)
     loss.backward()
     assert math.isfinite(float(loss.detach())) and model.overlap_head.out.weight.grad is not None

@@ -27,6 +27,8 @@ def plot_trajectory(records: Sequence[FrameRecord], out: str | Path, map_raster:
 
     fig, ax = plt.subplots(figsize=(9, 8), dpi=110)
     if map_raster is not None:
+        if hasattr(map_raster, "overview"):  # a WindowedMap (an index's stored map): never decode a huge map whole
+            map_raster = map_raster.overview(max_side_px)
         img = map_raster.image
         step = max(1, int(np.ceil(max(img.shape[:2]) / max_side_px)))
         xmin, ymin, xmax, ymax = map_raster.bounds_xy

@@ -166,6 +166,10 @@ class Localizer:
         if tracking and sensors.heading_grid_deg is None and math.isfinite(self._last_heading_grid):
             # no compass: the heading of the last fix, with a margin for the turn since
             sensors = _with(sensors, heading_grid_deg=self._last_heading_grid, heading_sigma_deg=max(8.0, sensors.heading_sigma_deg))
+        if tracking and sensors.alt_m is None and math.isfinite(self._last_alt) and self._last_alt > 0:
+            # no altimeter: the height of the last fix (a track window has no tile size to guess the scale
+            # from), with 10 % for the climb since
+            sensors = _with(sensors, alt_m=self._last_alt, alt_sigma_m=0.1 * self._last_alt)
         if tracking and sensors.heading_grid_deg is not None:
             mode = "track"
             cands: list[Candidate] = []

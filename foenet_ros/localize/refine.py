@@ -154,4 +154,5 @@ def frame_gsd(H_img_to_map: np.ndarray, w: int, h: int) -> float:
     c = np.array([[(w - 1) / 2.0, (h - 1) / 2.0], [(w - 1) / 2.0 + 1.0, (h - 1) / 2.0],
                   [(w - 1) / 2.0, (h - 1) / 2.0 + 1.0]])
     g = apply_h(H_img_to_map, c)
-    return float(math.sqrt(abs(np.cross(g[1] - g[0], g[2] - g[0]))))
+    a, b = g[1] - g[0], g[2] - g[0]
+    return float(math.sqrt(abs(a[0] * b[1] - a[1] * b[0])))  # area of the cell's image on the map

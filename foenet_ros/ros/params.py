@@ -165,6 +165,7 @@ LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "refused_fix_weight": (0.0, 1.0),
     "fine_min_score": (0.5, 1.0),
     "fine_strong_score": (0.5, 1.0),
+    "global_every": (0, 100000),  # 0 = re-search the whole map only after a miss
 }
 
 
@@ -182,7 +183,6 @@ def _localizer_range(name: str, default) -> tuple[float, float] | None:
     lo = lo if lo is not None else (1 if isinstance(default, int) else 0.0)
     hi = hi if hi is not None and math.isfinite(hi) else (100000 if isinstance(default, int) else 1.0e6)
     return lo, hi
-
 
 
 def _localizer_specs() -> tuple[ParamSpec, ...]:
@@ -206,7 +206,7 @@ def _localizer_specs() -> tuple[ParamSpec, ...]:
             lo, hi = min(lo, default), max(hi, default)
             rng = (int(lo), int(hi)) if isinstance(default, int) else (float(lo), float(hi))
         elif isinstance(default, int):
-            rng = (1, 100000)
+            rng = (min(1, default), max(100000, default))
         elif isinstance(default, float):
             rng = (0.0, 1.0e6)
         specs.append(ParamSpec(LOCALIZER_PREFIX + f.name, default, desc, rng, choices))
