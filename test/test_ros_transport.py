@@ -194,6 +194,9 @@ def test_frames_from_another_process_all_arrive(node_proc, world, size, qos):
 
 def test_gps_input_steady_rate_with_age(node_proc, world):
     n = node_proc
+    # the previous test's last fix first goes stale (NO_FIX after mavlink_stale_s): the window below must
+    # start at this test's first fix, not at a leftover one
+    n.wait(lambda: n.gps and n.gps[-1][1].fix_type == 1, 30, "the previous fix to go stale")
     start = len(n.gps)
     stamp0 = time.time()  # a camera on this machine's clock: the node measures each frame's age from its stamp
     cam = threading.Thread(target=n.camera, args=(world["npz"][(640, 480)], "reliable", -1.0), kwargs={"frames": 10})

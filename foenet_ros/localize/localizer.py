@@ -70,7 +70,7 @@ class Localizer:
         self.dsm = self.store.dsm()  # heights of the area (None: flat ground)
         methods = [m for m in config.fine_methods if m in self.store.methods] or list(self.store.methods[:1])
         self.extractors = [dense_extractor(m, getattr(encoder, "model", None)) for m in methods]
-        self.fine = FineStage(self.store, self.extractors, methods, config, device=getattr(encoder, "device", "cpu"))
+        self.fine = FineStage(self.store, self.extractors, methods, config, device=_fft_device(encoder))
         self.detector = SiftDetector(config.max_features)
         self.tracker = Tracker(config.accel_sigma, config.gate_chi2, config.max_misses, config.max_track_sigma_m,
                                coast_accel_sigma=config.coast_accel_sigma, refused_fix_weight=config.refused_fix_weight)
@@ -653,6 +653,13 @@ class _DebugFix:
 
 def _sig(value: float | None, default: float) -> float:
     return float(value) if value is not None and math.isfinite(float(value)) and value > 0 else float(default)
+
+
+def _fft_device(encoder) -> str:
+    """The torch device for the fine stage's correlations: the encoder's GPU when it runs on one, else the CPU
+    (an ONNX Runtime encoder says "cpu (onnxruntime)", which is no torch device)."""
+    dev = str(getattr(encoder, "device", "cpu"))
+    return dev if dev.startswith("cuda") else "cpu"
 
 
 def _with(s: Sensors, **changes) -> Sensors:
