@@ -65,7 +65,9 @@ FINE_METHODS: tuple[str, ...] | None = None
 
 
 def index_config(**kw) -> IndexConfig:
-    cfg = IndexConfig(**kw)
+    # fields an older version lacks (map_accuracy_m, dsm, fine: the baseline) are left out for it
+    known = {f.name for f in dataclasses.fields(IndexConfig)}
+    cfg = IndexConfig(**{k: v for k, v in kw.items() if k in known})
     if FINE_METHODS is not None:
         from foenet_ros.index.fine import FineConfig
 

@@ -207,3 +207,25 @@ def test_acceptance_score_grows_with_evidence():
     weak = dense_score(fix(5.0, 4.5, 0, 50, 3.0), w)
     strong = dense_score(fix(14.0, 4.0, 20, 50, 12.0), w)
     assert 0.0 <= weak < 0.5 < 0.95 < strong <= 1.0
+
+
+def test_orientation_diversity_separates_ground_from_test_patterns():
+    """A frame of ground has edges in every direction; stripes, a checkerboard, a gradient or a constant
+    frame do not, and the Localizer refuses any fix from them (they correlate with straight map edges)."""
+    from foenet_ros.geo import CameraIntrinsics, CameraPose, synthetic_map
+    from foenet_ros.geo.render import render_view
+    from foenet_ros.localize.preprocess import orientation_diversity
+
+    town = synthetic_map(size_m=(300.0, 240.0), gsd_m=0.5, seed=3)
+    cx, cy = town.center_xy
+    for heading in (0.0, 37.0):
+        img, _ = render_view(town, CameraIntrinsics.from_hfov(70.0, 640, 480), CameraPose(cx, cy, 100.0, heading),
+                             distort=False)
+        assert orientation_diversity(img) > 7.0
+    yy, xx = np.mgrid[0:240, 0:320]
+    stripes = np.repeat((((xx + yy) // 7) % 2 * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    checker = np.repeat(((((yy // 16) + (xx // 16)) % 2) * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    ramp = np.repeat((xx * 255 // 319).astype(np.uint8)[:, :, None], 3, axis=2)
+    for pattern in (stripes, checker, ramp):
+        assert orientation_diversity(pattern) < 3.0
+    assert orientation_diversity(np.full((240, 320, 3), 128, np.uint8)) == 0.0

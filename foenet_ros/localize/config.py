@@ -87,6 +87,8 @@ class LocalizerConfig:
             (unknown tilt) is modelled as this fraction of the footprint width (1 sigma).
         plausible_margin_m: a verified fix must lie within this distance of the map.
         verified_max_sigma_m: a fix whose stated 1-sigma exceeds this is not reported as verified.
+        min_orientations: a frame needs gradients in at least this many effective orientations (of 9;
+            ground from the air: 8.1-8.9, stripes / checkerboards / a covered lens: 0-2.3) to give a fix.
         retrieval_max_sigma_m: a retrieval-only answer wider than this is reported as "lost".
         retrieval_min_margin: ... and so is one whose best score exceeds the mean of the other
             candidates' by less than this (no distinct place: e.g. a frame from off the map).
@@ -171,6 +173,7 @@ class LocalizerConfig:
     no_intrinsics_sigma_frac: float = 0.15
     plausible_margin_m: float = 100.0
     verified_max_sigma_m: float = 150.0
+    min_orientations: float = 4.0
     retrieval_max_sigma_m: float = 150.0
     retrieval_min_margin: float = 0.05
 
@@ -194,6 +197,7 @@ class LocalizerConfig:
         "fine_patch_min_z": 2.0, "sigma_floor_m": 0.05, "sigma_scale": 0.5, "fine_sigma_scale": 0.5,
         "map_accuracy_m": 0.0, "terrain_relief_m": 0.0, "calibration_sigma_frac": 0.0, "heading_sigma_deg": 0.1,
         "altitude_sigma_frac": 0.001, "attitude_sigma_deg": 0.01, "gate_chi2": 5.99, "fine_min_overlap": 0.2,
+        "min_orientations": 3.0,
     }
     #: upper bounds with the same purpose (a ratio test that accepts everything is no test)
     SAFETY_MAX = {"ratio": 0.9, "ransac_px": 10.0, "fine_patch_tol_cells": 3.0, "guided_radius_m": 100.0}

@@ -41,7 +41,8 @@ from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo
 from .fine_score import dense_score
 from .overlap import apply_h
 from .pose import PoseFix, homography_fix, pnp_fix
-from .preprocess import camera_for_frame, check_frame, retrieval_queries, rotate_north_up, working_frame
+from .preprocess import (camera_for_frame, check_frame, orientation_diversity, retrieval_queries, rotate_north_up,
+                         working_frame)
 from .refine import fit_keypoints, frame_gsd
 from .retrieval import search_candidates
 from .tracker import Tracker
@@ -101,6 +102,7 @@ class Localizer:
         self._last_heading = math.nan  # true heading of the last fix
         self._last_heading_grid = math.nan
         self._last_alt = math.nan
+        self._structure = 9.0  # effective gradient orientations of the current frame (orientation_diversity)
         self._since_global = 0
 
     # ------------------------------------------------------------------ main entry
@@ -147,6 +149,7 @@ class Localizer:
         # *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
         heading_grid = None if heading_deg is None else self._true_to_grid(float(heading_deg), prior)
         work, cam_w = working_frame(rgb, cam, cfg.work_max_side)
+        self._structure = orientation_diversity(work)
         h_w, w_w = work.shape[:2]
         s_w = w_w / rgb.shape[1]
         cam_f, pseudo = camera_or_pseudo(cam_w, w_w, h_w)
@@ -541,6 +544,7 @@ class Localizer:
         dense = self.last_debug.get("dense")
         if dense is not None:
             pose_info.update({f"dense_{k}": v for k, v in dense.info.items() if isinstance(v, (int, float, str))})
+        pose_info["orientations"] = round(self._structure, 2)
         if fix is not None:
             pose_info.update({k: v for k, v in fix.info.items() if isinstance(v, (int, float, str))})
             pose_info.update(source=fix.source, model=fix.model, tile_id=fix.tile_id)
@@ -616,6 +620,9 @@ class Localizer:
     def _implausible(self, fix: PoseFix, sensors: Sensors) -> str:
         """Why a fix cannot be a verified position ("" when it can)."""
         cfg = self.config
+        if self._structure < cfg.min_orientations:
+            return (f"the frame shows too little structure ({self._structure:.1f} effective gradient orientations of 9, "
+                    f"below {cfg.min_orientations:g}): a covered lens or a test pattern, not ground")
         if not (np.all(np.isfinite(fix.xy)) and np.all(np.isfinite(fix.cov))):
             return "non-finite position or covariance"
         if not on_map(fix.xy, self.bounds, cfg.plausible_margin_m):

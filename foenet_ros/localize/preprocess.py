@@ -138,6 +138,33 @@ def retrieval_queries(frame: np.ndarray, heading_deg: float | None, rotations: i
     return out
 
 
+def orientation_diversity(image: np.ndarray, bins: int = 9, max_side: int = 640) -> float:
+    """Effective number of gradient orientations in ``image`` (1 .. ``bins``): ``exp`` of the entropy of
+    the magnitude-weighted histogram of gradient orientations (sign-free, ``bins`` bins over 180 deg).
+
+    Ground seen from the air has edges in every direction (measured: 8.1-8.9 of 9 on real photos,
+    rendered NAIP / Banepa views and the synthetic towns); a covered lens, stripes, a checkerboard or a
+    gradient have one or two (1.0-2.3), and a constant frame none (0). Such a frame correlates with any
+    straight road or field edge of the map, so no fix may come from it.
+    """
+    g = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    g = g.astype(np.float32)
+    s = max_side / max(g.shape)
+    if s < 1.0:
+        g = cv2.resize(g, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.hypot(gx, gy)
+    ang = np.mod(np.arctan2(gy, gx), np.pi)
+    hist = np.bincount(np.minimum((ang * (bins / np.pi)).astype(np.int64), bins - 1).ravel(), weights=mag.ravel(),
+                       minlength=bins)
+    total = float(hist.sum())
+    if not total > 1e-3 * g.size:  # no gradients worth the name: a constant (or nearly) frame
+        return 0.0
+    p = hist[hist > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def working_frame(frame: np.ndarray, camera, max_side: int):
     """Downscale a frame once, first, to at most ``max_side`` pixels on its longer side, then undistort.
 
