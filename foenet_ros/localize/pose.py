@@ -147,6 +147,7 @@ def pnp_fix(pts_frame: np.ndarray, xy: np.ndarray, z: np.ndarray, cam, wh, *, bo
     img = pts_frame[ok].astype(np.float64)
     K = cam.K.astype(np.float64)
     try:
+        cv2.setRNGSeed(len(obj))  # reproducible in any thread (see refine.fit_keypoints)
         res, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, reprojectionError=reproj_px, iterationsCount=500,
                                                   confidence=0.999, flags=cv2.SOLVEPNP_ITERATIVE)
     except cv2.error:

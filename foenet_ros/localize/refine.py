@@ -94,6 +94,9 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
     z2 = z_all[i2]
     # fit in a local map frame (UTM-sized numbers cost precision in float32 RANSAC)
     o = p2.mean(axis=0)
+    # OpenCV's RANSAC draws from the calling thread's RNG, whose state depends on every earlier call in that
+    # thread: seeded here, the same frame gives the same fix in the node's worker thread and in a replay
+    cv2.setRNGSeed(len(p1))
     H, mask = cv2.findHomography(p1, (p2 - o).astype(np.float32), cv2.RANSAC, ransac_px * gsd_m,
                                  maxIters=2000, confidence=0.999)
     if H is None or mask is None:
