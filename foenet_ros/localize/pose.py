@@ -158,7 +158,7 @@ def pnp_fix(pts_frame: np.ndarray, xy: np.ndarray, z: np.ndarray, cam, wh, *, bo
     obj, img = obj[inl], img[inl]
     _, rvec, tvec = cv2.solvePnP(obj, img, K, None, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
 
-    def centre(rv, tv) -> np.ndarray:
+    def centre(rv, tv) -> tuple[np.ndarray, np.ndarray]:
         R, _ = cv2.Rodrigues(rv)
         return (-R.T @ np.asarray(tv).reshape(3)) + o, R
 
