@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..features.local import Keypoints, guided_matches, ratio_matches
+from ..features.local import Keypoints, guided_matches, nearest_two, ratio_filter
 from .overlap import apply_h
 from .verify import distinct_count, homography_is_sane, well_spread
 
@@ -80,15 +80,17 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
     T_inv = np.linalg.inv(T_frame) if T_frame is not None else np.eye(3)
     pts_work = apply_h(T_inv, kp.xy.astype(np.float64))  # keypoints in working-frame pixels
     d = kp.desc[flavour]
+    nn = None  # the unguided nearest neighbours, shared by the homography and the 3-DOF fallback
     if H_pred is not None:
         i1, i2, _ = guided_matches(d, apply_h(H_pred, pts_work), d_map, xy_map, radius_m, ratio)
     else:
-        i1, i2, _ = ratio_matches(d, d_map, ratio)
+        nn = nearest_two(d, d_map)
+        i1, i2, _ = ratio_filter(nn, ratio)
     n = len(i1)
     if n < max(4, min_inliers):
         fit = KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
-        return _scale_translation(kp, d, xy_map, d_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
-                                  min_spread, fit) if min_inliers_3dof and flavour == "upright" and H_pred is None else fit
+        return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
+                                  min_spread, fit) if min_inliers_3dof and flavour == "upright" and nn is not None else fit
     p1 = pts_work[i1].astype(np.float32)
     p2 = xy_map[i2]
     z2 = z_all[i2]
@@ -118,19 +120,20 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
             fail = KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
     if fail is None:
         return KeypointFit(H, pf, pm, n, count, z_map=zm)
-    if min_inliers_3dof and flavour == "upright" and H_pred is None:
-        return _scale_translation(kp, d, xy_map, d_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
+    if min_inliers_3dof and flavour == "upright" and nn is not None:
+        return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
                                   min_spread, fail)
     return fail
 
 
-def _scale_translation(kp: Keypoints, d: np.ndarray, xy_map: np.ndarray, d_map: np.ndarray, gsd_m: float, frame_wh,
+def _scale_translation(kp: Keypoints, nn: tuple[np.ndarray, np.ndarray], xy_map: np.ndarray, gsd_m: float, frame_wh,
                        T_frame, ransac_px: float, min_inliers: int, min_spread: float, fail: KeypointFit) -> KeypointFit:
     """The north-up 3-DOF fallback of :func:`fit_keypoints` (both images north-up: ``kp`` in the
-    north-up keypoint image's pixels, the map in metres)."""
+    north-up keypoint image's pixels, the map in metres; ``nn``: :func:`nearest_two` of the frame's
+    descriptors against the map's, filtered here at a loose ratio)."""
     from .verify import ransac_scale_translation
 
-    i1, i2, _ = ratio_matches(d, d_map, 0.95)
+    i1, i2, _ = ratio_filter(nn, 0.95)
     if len(i1) < min_inliers:
         return fail
     q = kp.xy[i1].astype(np.float64)  # north-up image pixels (v down)
