@@ -75,8 +75,17 @@ def index_config(**kw) -> IndexConfig:
     return cfg
 
 
+#: --frame-budget-ms: the Localizer's per-frame search budget (None: the library default, no budget)
+FRAME_BUDGET_MS: float | None = None
+
+
 def loc_config() -> LocalizerConfig:
-    return LocalizerConfig(fine_methods=FINE_METHODS) if FINE_METHODS is not None else LocalizerConfig()
+    kw: dict = {}
+    if FINE_METHODS is not None:
+        kw["fine_methods"] = FINE_METHODS
+    if FRAME_BUDGET_MS is not None:
+        kw["frame_budget_ms"] = FRAME_BUDGET_MS
+    return LocalizerConfig(**kw)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -372,7 +381,8 @@ def run_cases(args) -> dict:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     results = {"env": {"impl_root": str(ROOT), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                       "loadavg_start": os.getloadavg(), "model": encoder.fingerprint}}
+                       "loadavg_start": os.getloadavg(), "model": encoder.fingerprint,
+                       "frame_budget_ms": FRAME_BUDGET_MS}}
     for case in args.cases:
         t = time.perf_counter()
         if case in ("banepa", "banepa-imu"):
@@ -486,11 +496,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target machine has 2 cores)")
     ap.add_argument("--fine-methods", nargs="+", default=None, choices=["cfog", "foenet"],
                     help="dense features of the fine stage (default: the version's default; foenet needs --model with an overlap head)")
+    ap.add_argument("--frame-budget-ms", type=float, default=None,
+                    help="the Localizer's per-frame search budget, ms (default: the library's, none; the node's config "
+                         "sets 1500)")
     ap.add_argument("--baseline", default=None, help="git revision to run side by side (e.g. 9264abf)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    global FINE_METHODS
+    global FINE_METHODS, FRAME_BUDGET_MS
     FINE_METHODS = tuple(args.fine_methods) if args.fine_methods else None
+    FRAME_BUDGET_MS = args.frame_budget_ms
     if shared_data_dir() is None:
         print("set FOENET_DATA to the shared data folder", file=sys.stderr)
         return 2

@@ -116,7 +116,9 @@ def test_replay_metrics_equal_the_live_node_on_the_same_frames(tmp_path):
         Parameter("index_dir", value=str(tmp_path / "index")), Parameter("device", value="cpu"),
         Parameter("image_topic", value="/camera/image_raw"), Parameter("camera_info_topic", value="/camera/camera_info"),
         Parameter("heading_topic", value="/mavros/imu/data"), Parameter("altitude_topic", value="/mavros/global_position/rel_alt"),
-        Parameter("heading_timeout_s", value=30.0), Parameter("altitude_timeout_s", value=30.0)])  # fmt: skip
+        Parameter("heading_timeout_s", value=30.0), Parameter("altitude_timeout_s", value=30.0),
+        # the replay's Localizer has the library's default, no time budget: the node's must match
+        Parameter("localizer.frame_budget_ms", value=0.0)])  # fmt: skip
     helper = rclpy.create_node("parity_helper", context=ctx)
     helper.create_subscription(NavSatFix, "/foenet_node/fix",
                                lambda m: live.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), 50)

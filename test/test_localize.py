@@ -281,3 +281,48 @@ def test_banepa_rendered_views(shared_data, encoder, tmp_path):
         if est.status == "verified" and math.hypot(est.x - pose.x, est.y - pose.y) < 5.0:
             ok += 1
     assert ok >= 4, f"only {ok}/5 Banepa views verified within 5 m"
+
+
+def test_frame_budget_stops_the_search_and_says_so(town_index, encoder):
+    """A frame the map cannot explain makes the Localizer try everything (keypoints at every heading
+    hypothesis, the sweep, the next candidates); with a budget the search stops after its first step,
+    and the estimate says why it ended: what keeps a hard cold start from holding up a real-time node."""
+    from foenet_ros.geo import synthetic_map
+
+    elsewhere = synthetic_map(size_m=(300.0, 300.0), gsd_m=0.4, seed=123)
+    xmin, ymin, xmax, ymax = elsewhere.bounds_xy
+    img, _ = render_view(elsewhere, INTR, CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 100.0, heading_deg=30.0))
+    steps = {}
+    for budget in (0.0, 1e-3):
+        loc = Localizer(town_index, encoder, LocalizerConfig(frame_budget_ms=budget))
+        fits = []
+        detect = loc.detector.detect
+        loc.detector.detect = lambda *a, _d=detect, _f=fits, **k: (_f.append(1), _d(*a, **k))[1]
+        est = loc.localize(img, camera=INTR)
+        assert est.status in ("lost", "retrieval")
+        steps[budget] = (len(fits), est.pose.get("budget_stopped_ms"))
+    (n_free, stop_free), (n_budget, stop_budget) = steps[0.0], steps[1e-3]
+    assert stop_free is None and n_free >= 3, steps  # oriented, then upright at several headings
+    assert stop_budget is not None and stop_budget > 0 and n_budget == 1, steps
+    with pytest.raises(Exception, match="frame_budget_ms"):
+        LocalizerConfig(frame_budget_ms=-1.0)
+
+
+def test_nearest_two_is_exact_and_the_ratio_test_matches_opencv():
+    """The FAISS k-NN that replaced OpenCV's brute-force matcher gives the same matches."""
+    import cv2
+
+    from foenet_ros.features.local import nearest_two, ratio_matches
+
+    rng = np.random.default_rng(5)
+    d2 = rng.integers(0, 256, (3000, 128)).astype(np.uint8)
+    d1 = np.clip(d2[rng.choice(3000, 400)].astype(int) + rng.integers(-20, 21, (400, 128)), 0, 255).astype(np.uint8)
+    d1 = np.concatenate([d1, rng.integers(0, 256, (200, 128)).astype(np.uint8)])
+    idx, dist = nearest_two(d1, d2)
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(d1.astype(np.float32), d2.astype(np.float32), k=2)
+    assert np.array_equal(idx[:, 0], [m[0].trainIdx for m in knn])
+    assert np.allclose(dist[:, 0], [m[0].distance for m in knn], rtol=1e-4)
+    i1, i2, rr = ratio_matches(d1, d2, 0.8)
+    ref = [(m[0].queryIdx, m[0].trainIdx) for m in knn if m[0].distance < 0.8 * m[1].distance]
+    assert list(zip(i1.tolist(), i2.tolist())) == ref
+    assert 380 <= len(ref) <= 400 and np.all(rr < 0.8)  # the 400 noisy copies match, the 200 random ones do not

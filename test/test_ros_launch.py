@@ -399,3 +399,16 @@ def test_replay_launch_builds_with_stub_launch(monkeypatch):
     # the player: rosbag2's where installed, ours otherwise
     assert mod.player_cmd("ros2", "b", "1.0")[:3] == ["ros2", "bag", "play"]
     assert mod.player_cmd("foenet", "b", "0.5")[1:4] == ["-m", "foenet_ros.cli", "play"]
+
+
+def test_the_node_has_a_frame_budget_by_default_and_the_library_none():
+    """A live node must not hold up its frames for a 15 s cold start: its default search budget is
+    1500 ms; the library's (evaluation, replays) is 0, so that results do not depend on the machine."""
+    from foenet_ros.localize import LocalizerConfig
+    from foenet_ros.ros.params import settings_from_values
+
+    assert settings_from_values({}).localizer.frame_budget_ms == 1500.0
+    assert settings_from_values({"localizer.frame_budget_ms": 0.0}).localizer.frame_budget_ms == 0.0
+    assert LocalizerConfig().frame_budget_ms == 0.0
+    with pytest.raises(Exception, match="frame_budget_ms"):
+        settings_from_values({"localizer.frame_budget_ms": -5.0})

@@ -94,6 +94,11 @@ class LocalizerConfig:
             candidates' by less than this (no distinct place: e.g. a frame from off the map).
     Tracking / gating:
         track_radius_m: the tracking window is at least this radius around the prediction, metres.
+        frame_budget_ms: wall-time budget of one frame's search (0 = none): once spent, no further search
+            step starts (the next candidates, heading hypotheses, the sweep, the whole-map fallback) and
+            the frame ends with what it has (often ``lost``; ``pose["budget_stopped_ms"]`` says so). The
+            node's default is 1500 (a hard cold start must not hold up the frames behind it); off here
+            so that offline evaluation and replays do not depend on the machine's speed.
         global_every: while tracking, search the whole map again every this many frames (0 = only after a miss).
         gating_radius_m: minimum retrieval radius around a prior.
         gate_sigmas: search radius = max(minimum radius, gate_sigmas * sigma of the track or prior).
@@ -179,6 +184,7 @@ class LocalizerConfig:
 
     track_radius_m: float = 30.0
     global_every: int = 0
+    frame_budget_ms: float = 0.0
     gating_radius_m: float = 150.0
     gate_sigmas: float = 4.0
     global_fallback: bool = True
@@ -243,6 +249,8 @@ class LocalizerConfig:
             raise ConfigError(f"fine_score_weights needs 6 numbers, got {self.fine_score_weights!r}")
         if not (0.0 <= self.fine_min_overlap <= 1.0):
             raise ConfigError(f"fine_min_overlap must be in [0, 1], got {self.fine_min_overlap}")
+        if not (self.frame_budget_ms >= 0):
+            raise ConfigError(f"frame_budget_ms must be >= 0 (0 = no budget), got {self.frame_budget_ms}")
         if self.bootstrap < 0 or self.fine_bootstrap < 0 or self.global_every < 0 or self.upright_hypotheses < 0:
             raise ConfigError("bootstrap, fine_bootstrap, global_every and upright_hypotheses must be >= 0")
 

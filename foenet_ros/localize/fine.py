@@ -166,7 +166,7 @@ class FineStage:
     # ------------------------------------------------------------------ the two passes
     def run(self, frame: np.ndarray, cam: CameraIntrinsics, sensors: Sensors, regions: list[Region],
             headings: list[float] | None = None, keep_heat: bool = False,
-            allow_homography: bool = True) -> tuple[FineFix | None, list[OverlapResult]]:
+            allow_homography: bool = True, stop=None) -> tuple[FineFix | None, list[OverlapResult]]:
         """Coarse heatmaps over the regions (best first, stopping at a decisive peak), then patch
         refinement of the best one.
 
@@ -174,6 +174,8 @@ class FineStage:
             frame: the undistorted working frame [H, W, 3] uint8 that ``cam`` describes.
             headings: grid headings to try (overrides the sensor's heading bins; e.g. a sweep).
             allow_homography: the patch fit may use a homography (tilt) when the attitude is unknown.
+            stop: ``() -> bool``, asked before each region after the first: True ends the scan there
+                (the Localizer's time budget).
         Returns:
             ``(fix or None, per-region coarse results)``.
         """
@@ -182,6 +184,8 @@ class FineStage:
         results: list[tuple[int, OverlapResult]] = []
         cache: dict = {"frame": {}}  # templates are relative to the nadir: shared by regions with the same hypotheses
         for ri, region in enumerate(regions):
+            if ri > 0 and stop is not None and stop():
+                break
             heads, scales, alt0 = self.hypotheses(sensors, cam, region, headings)
             # coordinate search: the heading bins at the nominal scale, then the scale bins at the
             # best heading (the coarse peak tolerates half a bin of either, so the two separate)

@@ -104,6 +104,9 @@ class Localizer:
         self._last_alt = math.nan
         self._structure = 9.0  # effective gradient orientations of the current frame (orientation_diversity)
         self._since_global = 0
+        self._deadline = math.inf  # perf_counter() after which this frame starts no further search step
+        self._budget_spent_ms = 0.0  # when the budget stopped the search: the time it had taken (else 0)
+        self._kp_cache: dict[tuple, tuple] = {}  # this frame's detected keypoints, by (flavour, heading)
 
     # ------------------------------------------------------------------ main entry
     def localize(self, frame: np.ndarray, camera=None, prior: Any = None, heading_deg: float | None = None,
@@ -144,6 +147,9 @@ class Localizer:
         prior = validate_prior(prior)
         t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
         self._last_t = t
+        self._deadline = t0 + cfg.frame_budget_ms / 1000.0 if cfg.frame_budget_ms > 0 else math.inf
+        self._budget_spent_ms = 0.0
+        self._kp_cache = {}
 
         # Headings in and out are TRUE compass headings; the map is north-up in the frame's UTM
         # *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
@@ -185,13 +191,13 @@ class Localizer:
         # ---- fine stage (+ refinement) on the best candidates; the next ones only when they found nothing
         k = len(regions) if mode == "track" else cfg.top_k
         fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, regions[:k], cands[:k], rotation, mode, timings)
-        if fix is None and len(regions) > k:
+        if fix is None and len(regions) > k and not self._out_of_time():
             # the next candidates, cheaply: dense with a known heading, rotation-invariant keypoints without
             fix, d2, c2 = self._fix(work, cam_f, pseudo, sensors, regions[k:], cands[k:], rotation, mode, timings,
                                     thorough=False)
             dense, coarse = (d2, c2) if d2 is not None else (dense, coarse)
             mode += "+more"
-        if fix is None and mode in ("track", "prior") and cfg.global_fallback:
+        if fix is None and mode in ("track", "prior") and cfg.global_fallback and not self._out_of_time():
             m2, c2, r2, reg2 = self._retrieve(work, heading_grid, None, timings)
             seen = {c.tile_id for c in cands}
             keep = [i for i, c in enumerate(c2) if c.tile_id not in seen][: cfg.top_k]
@@ -203,6 +209,7 @@ class Localizer:
             mode += "+global"
             self._since_global = 0
         timings["verify"] = timings["fine"] + timings["refine"]
+        self._kp_cache = {}
         self.last_debug = {"frame_small": work, "s_v": 1.0, "fixes": [_DebugFix(fix, cands)] if fix else [],
                            "mode": mode, "dense": dense, "coarse": coarse, "scale": s_w}
 
@@ -265,17 +272,20 @@ class Localizer:
             if fix is None and thorough:
                 # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best
                 for h in self._heading_hypotheses(cands, rotation)[: self.config.upright_hypotheses]:
+                    if self._out_of_time():
+                        break
                     fix = self._timed(timings, "refine", self._unguided, work, kcam, _with(sensors, heading_grid_deg=h),
                                       regions, cands, "upright")
                     if fix is not None:
                         fix.info["search_heading"] = f"upright_hypothesis_{h:.0f}"
                         break
-            if fix is not None or not thorough:
+            if fix is not None or not thorough or self._out_of_time():
                 return fix, None, []
             t3 = time.perf_counter()
             dense, coarse = self._sweep(work, cam, pseudo, sensors, regions, cands, rotation)
         else:
-            dense, coarse = self.fine.run(work, cam, sensors, regions, keep_heat=True, allow_homography=not pseudo)
+            dense, coarse = self.fine.run(work, cam, sensors, regions, keep_heat=True, allow_homography=not pseudo,
+                                          stop=self._out_of_time)
         timings["fine"] += _ms(t3)
         grade = "none"
         if dense is not None:
@@ -290,7 +300,7 @@ class Localizer:
         if fix is not None and grade == "strong" and not pseudo and self._refine_pays(mode, sensors):
             better = self._guided(work, cam, sensors, fix, dense)
             fix = better if better is not None else fix
-        elif grade != "strong" and cands and thorough:
+        elif grade != "strong" and cands and thorough and not self._out_of_time():
             # no strong dense fix: upright keypoints against each candidate's cached map keypoints (at
             # the sweep's heading when the compass is unknown); they win over a weak dense fix
             s = sensors if sensors.heading_grid_deg is not None or dense is None else \
@@ -301,6 +311,16 @@ class Localizer:
                     fix = kfix  # a full homography, or weak keypoints that confirm the weak dense fix
         timings["refine"] += _ms(t5)
         return fix, dense, coarse
+
+    def _out_of_time(self) -> bool:
+        """Whether this frame's ``frame_budget_ms`` is spent: no further search step starts (a step
+        under way finishes, so a frame may overrun by one step, a few hundred ms at most)."""
+        now = time.perf_counter()
+        if now <= self._deadline:
+            return False
+        if not self._budget_spent_ms:
+            self._budget_spent_ms = (now - self._deadline) * 1000.0 + self.config.frame_budget_ms
+        return True
 
     @staticmethod
     def _timed(timings: dict, stage: str, fn, *args):
@@ -430,12 +450,17 @@ class Localizer:
         cfg = self.config
         h, w = work.shape[:2]
         heading = sensors.heading_grid_deg if flavour == "upright" else None
-        kp_img, T = self._keypoint_view(work, heading)
-        kp = self.detector.detect(kp_img, _data_mask(kp_img), (flavour,))
+        key = (flavour, None if heading is None else round(float(heading), 6))
+        if key not in self._kp_cache:  # the same view is matched again against later candidates
+            kp_img, T = self._keypoint_view(work, heading)
+            self._kp_cache[key] = (kp_img, T, self.detector.detect(kp_img, _data_mask(kp_img), (flavour,)))
+        kp_img, T, kp = self._kp_cache[key]
         if len(kp) < cfg.min_inliers:
             return None
         best = None
-        for reg, cand in zip(regions, cands):
+        for j, (reg, cand) in enumerate(zip(regions, cands)):
+            if j > 0 and self._out_of_time():
+                break
             # the keypoints' GSD from the tile: the tile spans about the frame's footprint
             gsd = cand.size_m / math.sqrt(kp_img.shape[0] * kp_img.shape[1])
             if cam is not None and sensors.alt_m is not None:
@@ -468,6 +493,8 @@ class Localizer:
         best = None
         order = list(range(len(regions)))[: cfg.fine_sweep_candidates]
         for i in order:
+            if best is not None and self._out_of_time():
+                break
             reg = regions[i]
             # around the query rotation that retrieval liked best for this tile, else all round
             if cands and reg.tag in rotation and n_rot > 1:
@@ -545,6 +572,8 @@ class Localizer:
         if dense is not None:
             pose_info.update({f"dense_{k}": v for k, v in dense.info.items() if isinstance(v, (int, float, str))})
         pose_info["orientations"] = round(self._structure, 2)
+        if self._budget_spent_ms:
+            pose_info["budget_stopped_ms"] = round(self._budget_spent_ms, 1)
         if fix is not None:
             pose_info.update({k: v for k, v in fix.info.items() if isinstance(v, (int, float, str))})
             pose_info.update(source=fix.source, model=fix.model, tile_id=fix.tile_id)

@@ -166,6 +166,7 @@ LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "fine_min_score": (0.5, 1.0),
     "fine_strong_score": (0.5, 1.0),
     "global_every": (0, 100000),  # 0 = re-search the whole map only after a miss
+    "frame_budget_ms": (0.0, 600000.0),  # 0 = no budget
 }
 
 
@@ -185,6 +186,14 @@ def _localizer_range(name: str, default) -> tuple[float, float] | None:
     return lo, hi
 
 
+#: where the node's default differs from the library's (LocalizerConfig), and why
+NODE_LOCALIZER_DEFAULTS: dict[str, Any] = {
+    # a live node must not spend 15 s on one hard cold start while the frames behind it go stale;
+    # offline evaluation and replays keep the library's 0 (no budget: results independent of speed)
+    "frame_budget_ms": 1500.0,
+}
+
+
 def _localizer_specs() -> tuple[ParamSpec, ...]:
     """One ``localizer.<field>`` spec per LocalizerConfig field, described from its docstring."""
     from foenet_ros.localize.config import LocalizerConfig
@@ -192,7 +201,7 @@ def _localizer_specs() -> tuple[ParamSpec, ...]:
     doc = LocalizerConfig.__doc__ or ""
     specs = []
     for f in dataclasses.fields(LocalizerConfig):
-        default = f.default
+        default = NODE_LOCALIZER_DEFAULTS.get(f.name, f.default)
         if not isinstance(default, (bool, int, float, str)):
             continue  # only scalar knobs become ROS parameters; the rest keep their defaults
         desc = _field_doc(doc, f.name) or f"LocalizerConfig.{f.name}"
