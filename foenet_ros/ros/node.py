@@ -57,6 +57,7 @@ from foenet_ros.codec import outputs as out_fields, topics as names
 from foenet_ros.codec.aiding import GnssPrior, gnss_prior, localize_kwargs
 from foenet_ros.codec.autopilot import PropagationConfig, propagate
 from foenet_ros.codec.image import DecodeLimits, decode_image
+from foenet_ros.ros.heap import limit_malloc_arenas, release_free_heap
 from foenet_ros.codec.imu import imu_reading
 from foenet_ros.codec.timeline import JUMP, OUT_OF_ORDER, FrameTimeline
 from foenet_ros.errors import CameraError, ConfigError, FoenetError, ImageError, IndexMismatchError, InputError
@@ -76,6 +77,7 @@ _RELOAD_KEYS = {"index_dir", "model_path", "device", "inference"}
 # load retries and frames held back by max_rate_hz. (A fast polling timer would cost the executor
 # a wait-set rebuild per tick, and GIL time that inference needs.)
 _WORKER_PERIOD_S = 0.05
+_TRIM_PERIOD_S = 1.0  # give freed heap back to the OS at most this often (release_free_heap)
 _QOS_MATCH_PERIOD_S = 0.5
 _INPUT_WARN_WINDOW_S = 10.0  # a bad input keeps the "inputs" diagnostic at WARN this long
 
@@ -172,6 +174,7 @@ class FoenetNode(Node):
         self._disorder: tuple[str, float] | None = None
         self._t_frame: float | None = None
         self._t_processed: float | None = None
+        self._t_trimmed = -math.inf
         self._t_fix: float | None = None
         self._last_input_error: tuple[str, float] | None = None
         self._last_error = ""
@@ -647,6 +650,11 @@ class FoenetNode(Node):
         self._latency.add(est.timings_ms)
         self._last_est = est
         self._publish(est, header, rgb, loc, t_rx)
+        if now - self._t_trimmed >= _TRIM_PERIOD_S:
+            # the frames' transient buffers (~65 MiB each), kept by malloc, would make RSS wander by
+            # hundreds of MiB; a trim costs ~7 ms, so at most once a second, after publishing
+            release_free_heap()
+            self._t_trimmed = time.monotonic()
 
     def _localize(self, loc: Any, rgb: np.ndarray, camera: Any, kwargs: dict[str, Any]) -> Any:
         """``loc.localize`` with graceful degradation: intrinsics that do not fit the stream and a prior
@@ -929,6 +937,7 @@ def main(args: list[str] | None = None) -> int:
     if "-h" in own or "--help" in own:
         print(usage())
         return 0
+    limit_malloc_arenas(2)  # before rclpy and DDS start their threads (see foenet_ros/ros/heap.py)
     try:
         rclpy.init(args=args)
     except _rclpy_impl.RCLError as exc:  # malformed --ros-args: one line, no traceback
