@@ -326,3 +326,18 @@ def test_nearest_two_is_exact_and_the_ratio_test_matches_opencv():
     ref = [(m[0].queryIdx, m[0].trainIdx) for m in knn if m[0].distance < 0.8 * m[1].distance]
     assert list(zip(i1.tolist(), i2.tolist())) == ref
     assert 380 <= len(ref) <= 400 and np.all(rr < 0.8)  # the 400 noisy copies match, the 200 random ones do not
+
+
+def test_frame_budget_with_a_known_heading_stops_before_the_fine_pass(town_index, encoder, town):
+    """Heading known: the dense stage's coarse heatmap of the first region runs, the fine pass does not
+    start once the budget is spent, and the frame is not a fix; without a budget the same frame verifies."""
+    pose = _poses(town, 1, seed=11, tilt=(0.0, 5.0))[0]
+    img, _ = render_view(town, INTR, pose)
+    heading_true = float(town_index.frame.grid_to_true_heading(pose.heading_deg, pose.x, pose.y))
+    free = Localizer(town_index, encoder, LocalizerConfig()).localize(img, camera=INTR, heading_deg=heading_true,
+                                                                      altitude_m=pose.alt_m)
+    assert free.status == "verified" and math.hypot(free.x - pose.x, free.y - pose.y) < 3.0
+    stopped = Localizer(town_index, encoder, LocalizerConfig(frame_budget_ms=1e-3)).localize(
+        img, camera=INTR, heading_deg=heading_true, altitude_m=pose.alt_m)
+    assert stopped.status in ("lost", "retrieval") and stopped.pose.get("budget_stopped_ms")
+    assert "dense_fine_z" not in stopped.pose  # the fine pass never ran

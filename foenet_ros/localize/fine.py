@@ -174,8 +174,8 @@ class FineStage:
             frame: the undistorted working frame [H, W, 3] uint8 that ``cam`` describes.
             headings: grid headings to try (overrides the sensor's heading bins; e.g. a sweep).
             allow_homography: the patch fit may use a homography (tilt) when the attitude is unknown.
-            stop: ``() -> bool``, asked before each region after the first: True ends the scan there
-                (the Localizer's time budget).
+            stop: ``() -> bool``, asked before each region after the first and before the fine pass:
+                True ends the scan there, and before the fine pass means no fix (the Localizer's time budget).
         Returns:
             ``(fix or None, per-region coarse results)``.
         """
@@ -206,6 +206,8 @@ class FineStage:
         if not results:
             return None, []
         results.sort(key=lambda t: -t[1].z_peak)
+        if stop is not None and stop():  # no time left for the fine pass: the heatmaps say where, not how well
+            return None, [r for _, r in results]
         ri, best = results[0]
         rival = best.z_second
         for _, other in results[1:]:
