@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     cam = subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_camera.py"), "--frames-npz", str(npz),
                             "--rate", str(args.rate), "--frames", str(n_frames), "--stamp0", "-1", "--qos", "best_effort"],
                            env=env)  # fmt: skip
-    t0 = time.monotonic()
+    t0, t0_wall = time.monotonic(), time.time()
     samples: list[tuple[float, float]] = []
     parts: list[tuple[float, dict[str, float]]] = []
     while cam.poll() is None:
@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "latency_s_median": statistics.median([t - s for t, s, _ in outputs]) if outputs else None,
         "latency_s_p99": float(np.percentile([t - s for t, s, _ in outputs], 99)) if outputs else None,
         "stale_latencies_s": sorted(round(t - s, 2) for t, s, _ in outputs if t - s > args.stale_s),
+        # when they happened (s after the camera started): at the start = warm-up, later = a slow search
+        "stale_at_s": [round(t - t0_wall, 1) for t, s, _ in outputs if t - s > args.stale_s],
         "rss_mib_after_warmup": {"min": min(after) if after else None, "max": max(after) if after else None, "median": med},
         "rss_minute_medians": [round(v, 1) for v in minutes],
         "rss_flat_within": (max(minutes) - min(minutes)) / statistics.median(minutes) if minutes else None,
@@ -185,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                                      for k in ("RssAnon", "RssFile", "RssShmem")},
         "rss_samples": [(round(t, 1), round(r, 1)) for t, r in samples],
         "node_exit_code": rc,
+        "slow_frames": int(final_diag.get("slow_frames", 0)),
+        # the node's WARN line for each frame published > 2 s after it arrived: wait, stages, search mode
+        "slow_frame_log": [ln.split("slow frame: ", 1)[1].strip() for ln in
+                           (tmp / "node.log").read_text(errors="replace").splitlines() if "slow frame: " in ln][:50],
     }
     result["pass"] = bool(result["rss_flat_within"] is not None and result["rss_flat_within"] <= 0.05
                           and out_of_order == 0 and stale == 0 and rc == 0)

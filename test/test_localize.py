@@ -308,6 +308,37 @@ def test_frame_budget_stops_the_search_and_says_so(town_index, encoder):
         LocalizerConfig(frame_budget_ms=-1.0)
 
 
+def test_frame_budget_grows_after_stopped_frames_and_returns_after_a_fix(town_index, encoder, town):
+    """A machine too slow for the budget would stop every cold start at the same step and never
+    localise: each stopped frame without a fix doubles the next frame's budget (up to
+    ``frame_budget_max_factor``); a verified frame, or reset(), brings it back."""
+    from foenet_ros.geo import synthetic_map
+
+    elsewhere = synthetic_map(size_m=(300.0, 300.0), gsd_m=0.4, seed=123)
+    xmin, ymin, xmax, ymax = elsewhere.bounds_xy
+    lost_img, _ = render_view(elsewhere, INTR, CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 100.0, heading_deg=30.0))
+    loc = Localizer(town_index, encoder, LocalizerConfig(frame_budget_ms=1e-3, frame_budget_max_factor=4.0))
+    budgets = []
+    for _ in range(4):
+        est = loc.localize(lost_img, camera=INTR)
+        assert est.pose.get("budget_stopped_ms") and est.status != "verified"
+        budgets.append(est.pose.get("budget_ms"))
+    assert budgets == [None, 0.002, 0.004, 0.004], budgets  # 1x (not reported), 2x, 4x, capped at 4x
+    loc.reset()
+    assert "budget_ms" not in loc.localize(lost_img, camera=INTR).pose
+    # a verified frame: the next one is back to the base budget
+    pose = _poses(town, 1, seed=11, tilt=(0.0, 5.0))[0]
+    img, _ = render_view(town, INTR, pose)
+    heading_true = float(town_index.frame.grid_to_true_heading(pose.heading_deg, pose.x, pose.y))
+    loc.config = loc.config.replace(frame_budget_ms=600000.0)  # (grown to 2x by the stopped frame above)
+    assert loc.localize(img, camera=INTR, heading_deg=heading_true, altitude_m=pose.alt_m).status == "verified"
+    assert loc._budget_factor == 1.0
+    fixed = Localizer(town_index, encoder, LocalizerConfig(frame_budget_ms=1e-3, frame_budget_max_factor=1.0))
+    assert all("budget_ms" not in fixed.localize(lost_img, camera=INTR).pose for _ in range(2))
+    with pytest.raises(Exception, match="frame_budget_max_factor"):
+        LocalizerConfig(frame_budget_max_factor=0.5)
+
+
 def test_nearest_two_is_exact_and_the_ratio_test_matches_opencv():
     """The FAISS k-NN that replaced OpenCV's brute-force matcher gives the same matches."""
     import cv2

@@ -400,6 +400,24 @@ def test_reset_service_restarts_global_search(harness, synth):
     assert len(path.poses) == 1  # the path restarts with the track
 
 
+def test_a_frame_published_late_is_counted_as_slow(harness, synth, monkeypatch):
+    from foenet_ros.ros import node as node_module
+
+    h, (raster, _) = harness, synth
+    x, y, heading = _truth_points(raster)[1]
+    img = _frame(raster, x, y, heading)
+    slow0 = h.node._counters["slow_frames"]
+    _send(h, img, 4003, heading)  # in time: not counted
+    h.wait(lambda: _by_stamp(h.msgs("fix"), 4003), 60, "fix 4003")
+    assert h.node._counters["slow_frames"] == slow0
+    monkeypatch.setattr(node_module, "_SLOW_FRAME_S", 0.0)  # now every output counts as late
+    _send(h, img, 4004, heading)
+    fix = h.wait(lambda: _by_stamp(h.msgs("fix"), 4004), 60, "fix 4004")
+    assert fix.status.status == NavSatStatus.STATUS_FIX  # reported, not withheld
+    _, _, v = h.wait_diag(lambda lvl, m, v: int(v.get("slow_frames", 0)) == slow0 + 1, what="one slow frame counted")
+    assert int(v["frames_processed"]) >= 2
+
+
 def test_missing_index_reported_then_recovered(synth, tmp_path):
     from foenet_ros.index.manifest import write_manifest
 
@@ -448,9 +466,18 @@ def test_localizes_real_banepa_frames(shared_data, tmp_path):
     try:
         h.wait_diag(lambda lvl, m, v: "index_tiles" in v, timeout=120, what="the Banepa index to load")
         errs = []
+        stamps = iter(range(6000, 6100))  # 1 s apart, as before, also when a frame is sent again
         for i, (x, y, heading) in enumerate(_truth_points(raster)):
-            _send(h, _frame(raster, x, y, heading), 6000 + i, heading)
-            fix = h.wait(lambda: _by_stamp(h.msgs("fix"), 6000 + i), 90, f"Banepa fix {i}")
+            # the node's frame budget (1500 ms) may stop a cold start on a loaded machine: the frame is
+            # then `lost` and the next one gets twice the time, as a camera stream would give it
+            for _ in range(3):
+                sec = next(stamps)
+                _send(h, _frame(raster, x, y, heading), sec, heading)
+                fix = h.wait(lambda: _by_stamp(h.msgs("fix"), sec), 90, f"Banepa fix {i}")
+                est = h.node._last_est
+                if fix.status.status == NavSatStatus.STATUS_FIX or not est.pose.get("budget_stopped_ms"):
+                    break
+                print(f"Banepa frame {i}: stopped by the frame budget after {est.pose['budget_stopped_ms']} ms, sent again")
             assert fix.status.status == NavSatStatus.STATUS_FIX
             err, sigma = _fix_error_m(fix, raster, x, y)
             assert err < MAX_ERR_M and err <= 3.0 * sigma, (err, sigma)

@@ -99,6 +99,13 @@ class LocalizerConfig:
             the frame ends with what it has (often ``lost``; ``pose["budget_stopped_ms"]`` says so). The
             node's default is 1500 (a hard cold start must not hold up the frames behind it); off here
             so that offline evaluation and replays do not depend on the machine's speed.
+        frame_budget_max_factor: stopped frames double the next one's budget, up to this x frame_budget_ms:
+            after a frame the budget stopped without a verified fix, the next frame's budget is twice
+            the last one's; back to ``frame_budget_ms`` after a frame that was not stopped or was
+            verified, and on reset(). Without it a machine
+            too slow (or too loaded) to finish a cold start within the budget would stop every frame at
+            the same step and never localise; with it the frame rate drops until one finishes.
+            1 = a fixed budget.
         global_every: while tracking, search the whole map again every this many frames (0 = only after a miss).
         gating_radius_m: minimum retrieval radius around a prior.
         gate_sigmas: search radius = max(minimum radius, gate_sigmas * sigma of the track or prior).
@@ -185,6 +192,7 @@ class LocalizerConfig:
     track_radius_m: float = 30.0
     global_every: int = 0
     frame_budget_ms: float = 0.0
+    frame_budget_max_factor: float = 4.0
     gating_radius_m: float = 150.0
     gate_sigmas: float = 4.0
     global_fallback: bool = True
@@ -251,6 +259,8 @@ class LocalizerConfig:
             raise ConfigError(f"fine_min_overlap must be in [0, 1], got {self.fine_min_overlap}")
         if not (self.frame_budget_ms >= 0):
             raise ConfigError(f"frame_budget_ms must be >= 0 (0 = no budget), got {self.frame_budget_ms}")
+        if not (1.0 <= self.frame_budget_max_factor <= 64.0):
+            raise ConfigError(f"frame_budget_max_factor must be in [1, 64] (1 = a fixed budget), got {self.frame_budget_max_factor}")
         if self.bootstrap < 0 or self.fine_bootstrap < 0 or self.global_every < 0 or self.upright_hypotheses < 0:
             raise ConfigError("bootstrap, fine_bootstrap, global_every and upright_hypotheses must be >= 0")
 

@@ -106,6 +106,7 @@ class Localizer:
         self._since_global = 0
         self._deadline = math.inf  # perf_counter() after which this frame starts no further search step
         self._budget_spent_ms = 0.0  # when the budget stopped the search: the time it had taken (else 0)
+        self._budget_factor = 1.0  # this frame's budget / frame_budget_ms (grows after stopped frames)
         self._kp_cache: dict[tuple, tuple] = {}  # this frame's detected keypoints, by (flavour, heading)
 
     # ------------------------------------------------------------------ main entry
@@ -147,7 +148,7 @@ class Localizer:
         prior = validate_prior(prior)
         t = float(stamp) if stamp is not None else (self._last_t + cfg.default_dt_s if self._last_t is not None else 0.0)
         self._last_t = t
-        self._deadline = t0 + cfg.frame_budget_ms / 1000.0 if cfg.frame_budget_ms > 0 else math.inf
+        self._deadline = t0 + self._budget_factor * cfg.frame_budget_ms / 1000.0 if cfg.frame_budget_ms > 0 else math.inf
         self._budget_spent_ms = 0.0
         self._kp_cache = {}
 
@@ -220,7 +221,17 @@ class Localizer:
         timings["total"] = _ms(t0)
         est.timings_ms = timings
         est.stamp = stamp
+        self._grow_budget(est)
         return est
+
+    def _grow_budget(self, est: GeoEstimate) -> None:
+        """The next frame's budget: doubled (up to ``frame_budget_max_factor``) after a frame the budget
+        stopped without a verified fix, so that a slow machine still finishes a cold start (at a lower
+        frame rate) instead of stopping every frame at the same step; the base budget otherwise."""
+        if self._budget_spent_ms and est.status != "verified":
+            self._budget_factor = min(2.0 * self._budget_factor, self.config.frame_budget_max_factor)
+        else:
+            self._budget_factor = 1.0
 
     # ------------------------------------------------------------------ search regions
     def _track_region(self) -> Region:
@@ -319,7 +330,7 @@ class Localizer:
         if now <= self._deadline:
             return False
         if not self._budget_spent_ms:
-            self._budget_spent_ms = (now - self._deadline) * 1000.0 + self.config.frame_budget_ms
+            self._budget_spent_ms = (now - self._deadline) * 1000.0 + self._budget_factor * self.config.frame_budget_ms
         return True
 
     @staticmethod
@@ -574,6 +585,8 @@ class Localizer:
         pose_info["orientations"] = round(self._structure, 2)
         if self._budget_spent_ms:
             pose_info["budget_stopped_ms"] = round(self._budget_spent_ms, 1)
+        if self._budget_factor > 1.0:  # a grown budget (the frames before were stopped)
+            pose_info["budget_ms"] = round(self._budget_factor * cfg.frame_budget_ms, 3)
         if fix is not None:
             pose_info.update({k: v for k, v in fix.info.items() if isinstance(v, (int, float, str))})
             pose_info.update(source=fix.source, model=fix.model, tile_id=fix.tile_id)

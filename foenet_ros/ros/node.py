@@ -79,6 +79,9 @@ _RELOAD_KEYS = {"index_dir", "model_path", "device", "inference"}
 _WORKER_PERIOD_S = 0.05
 _TRIM_PERIOD_S = 1.0  # give freed heap back to the OS at most this often (release_free_heap)
 _QOS_MATCH_PERIOD_S = 0.5
+# a frame published this long after it arrived is reported (WARN, with its stages): the output is
+# already stale for a moving drone, and the stage times say which step overran the frame budget
+_SLOW_FRAME_S = 2.0
 _INPUT_WARN_WINDOW_S = 10.0  # a bad input keeps the "inputs" diagnostic at WARN this long
 
 
@@ -169,7 +172,8 @@ class FoenetNode(Node):
         self._gnss_state = "not configured" if not s["gnss_topic"] else "none received"
         self._odom_tf: Any = None
         self._counters = {"processed": 0, "malformed": 0, "camera_info_rejected": 0, "errors": 0, "without_index": 0,
-                          "resets": 0, "published_fixes": 0, "gnss_rejected": 0, "time_jump_resets": 0}  # fmt: skip
+                          "resets": 0, "published_fixes": 0, "gnss_rejected": 0, "time_jump_resets": 0,
+                          "slow_frames": 0}  # fmt: skip
         self._timeline = FrameTimeline(jump_s=s["time_jump_s"])
         self._disorder: tuple[str, float] | None = None
         self._t_frame: float | None = None
@@ -623,6 +627,7 @@ class FoenetNode(Node):
             return None
 
     def _process(self, msg: Any, t_rx: float) -> None:
+        t_start = time.monotonic()
         header = msg.header
         rgb = self._decode(msg)
         if rgb is None:
@@ -650,11 +655,26 @@ class FoenetNode(Node):
         self._latency.add(est.timings_ms)
         self._last_est = est
         self._publish(est, header, rgb, loc, t_rx)
+        self._check_slow(est, t_rx, t_start)
         if now - self._t_trimmed >= _TRIM_PERIOD_S:
             # the frames' transient buffers (~65 MiB each), kept by malloc, would make RSS wander by
             # hundreds of MiB; a trim costs ~7 ms, so at most once a second, after publishing
             release_free_heap()
             self._t_trimmed = time.monotonic()
+
+    def _check_slow(self, est: Any, t_rx: float, t_start: float) -> None:
+        """Count and report a frame whose output left more than ``_SLOW_FRAME_S`` after it arrived:
+        how long it waited in the mailbox, and the Localizer's stage times (ms)."""
+        now = time.monotonic()
+        if now - t_rx <= _SLOW_FRAME_S:
+            return
+        self._counters["slow_frames"] += 1
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in est.timings_ms.items() if v >= 1.0)
+        self.get_logger().warning(
+            f"slow frame: published {now - t_rx:.2f} s after it arrived (waited {(t_start - t_rx) * 1e3:.0f} ms, "
+            f"processed {(now - t_start) * 1e3:.0f} ms; search {est.pose.get('search', '')}, "
+            f"budget stop {est.pose.get('budget_stopped_ms', 0):.0f} ms; stages ms: {stages})"
+        )
 
     def _localize(self, loc: Any, rgb: np.ndarray, camera: Any, kwargs: dict[str, Any]) -> Any:
         """``loc.localize`` with graceful degradation: intrinsics that do not fit the stream and a prior
@@ -820,6 +840,7 @@ class FoenetNode(Node):
             "errors": self._counters["errors"],
             "resets": self._counters["resets"],
             "time_jump_resets": self._counters["time_jump_resets"],
+            "slow_frames": self._counters["slow_frames"],
             "rss_mib": rss_mib(),
         }
         if loc is not None:
