@@ -90,6 +90,45 @@ def test_direct_and_fft_correlation_agree(town):
     np.testing.assert_allclose(o_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], o_val, atol=1e-4)
 
 
+def test_few_placements_are_computed_one_by_one_and_agree_with_conv2d(town, monkeypatch):
+    from foenet_ros.localize import overlap as ov
+
+    grid = _grid(town, 2.0)
+    rng = np.random.default_rng(1)
+    ts = [Template(grid.feats[:, 30:90, 40:110].copy(), rng.random((60, 70)) > 0.1, np.zeros(2), Hypothesis(0, 1))
+          for _ in range(2)]
+    T, M, n = ov._stack_templates(ts)
+    F, V = grid.feats[:, 28:93, 38:113], grid.valid[28:93, 38:113]  # 6 x 6 placements: the one-by-one path
+    s_few, o_few = ov.xcorr_valid(T, M, n, F, V)
+    monkeypatch.setattr(ov, "_FEW_PLACEMENTS", 0)  # force conv2d
+    s_conv, o_conv = ov.xcorr_valid(T, M, n, F, V)
+    assert s_few.shape == s_conv.shape == (2, 6, 6)
+    np.testing.assert_allclose(s_few, s_conv, atol=1e-4)
+    np.testing.assert_allclose(o_few, o_conv, atol=1e-5)
+
+
+def test_polish_places_the_template_to_a_fraction_of_the_finer_cell(town):
+    from foenet_ros.features import CfogExtractor
+    from foenet_ros.localize.overlap import polish_peak
+
+    intr = CameraIntrinsics.from_hfov(70.0, 640, 480)
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2 + 0.37, (ymin + ymax) / 2 - 0.81, 120.0, 20.0, 2.0, 1.0)
+    img, _ = render_view(town, intr, pose)
+    hyp = Hypothesis(20.0, 120.0, 1.0, 2.0)
+    fine = _grid(town, 1.0)
+    t = make_templates(img, intr, [hyp], 1.0, [CfogExtractor()], 800)[0]
+    truth = np.array([pose.x, pose.y])
+    # a prediction 1.6 m off (what a 2 m grid's peak may leave): polished to well under a cell
+    for off in ((1.6, 0.0), (-1.1, 1.3)):
+        xy = polish_peak(t, fine, truth + np.array(off), search_cells=2)
+        assert xy is not None and np.hypot(*(xy - truth)) < 0.4, (off, xy - truth)
+    # the truth outside the search square (peak on its border), or a window too small: None
+    assert polish_peak(t, fine, truth + np.array([4.0, 0.0]), search_cells=2) is None
+    small = FeatureGrid(fine.feats[:, :50, :50], fine.valid[:50, :50], fine.origin_xy, 1.0)
+    assert polish_peak(t, small, truth, search_cells=2) is None
+
+
 def test_projected_frame_is_found_and_patches_recover_heading_and_scale(town):
     from foenet_ros.features import CfogExtractor
 

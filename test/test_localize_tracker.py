@@ -202,3 +202,39 @@ def test_refused_fix_hypothesis_covers_a_fix_slightly_off():
         LocalizerConfig(coast_accel_sigma=1.0)
     with pytest.raises(ConfigError):
         LocalizerConfig(refused_fix_weight=1.5)
+
+
+def _sharp_turn(tracker: Tracker, use_heading: bool, turn_deg=30.0, speed=40.0, sigma=7.0, seed=3):
+    """A 1 Hz flight at ``speed`` m/s, straight for 12 s, then turning by ``turn_deg`` every second
+    for 4 s (fixes of ``sigma`` m); the tracker is told each turn when ``use_heading``. Returns the
+    accepted flags of the fixes during the turn."""
+    rng = np.random.default_rng(seed)
+    R = np.eye(2) * sigma**2
+    pos, psi, accepted = np.array([0.0, 0.0]), 0.0, []
+    for t in range(16):
+        if t >= 12:
+            psi += turn_deg
+            if use_heading:
+                tracker.predict(float(t))
+                tracker.manoeuvre(math.radians(turn_deg))
+        up = tracker.update(pos + rng.normal(0, sigma, 2), R, float(t))
+        if t >= 12:
+            accepted.append(up.accepted)
+        pos = pos + speed * np.array([math.sin(math.radians(psi)), math.cos(math.radians(psi))])
+    return accepted
+
+
+def test_a_turn_seen_by_the_heading_widens_the_gate():
+    # 40 m/s, 30 deg per second (a sharp turn at 1 Hz): the constant-velocity prediction falls tens of
+    # metres outside the turn and refuses correct fixes; told the turn, the tracker accepts them all
+    told = _sharp_turn(Tracker(accel_sigma=2.0), use_heading=True)
+    assert all(told), told
+    blind = _sharp_turn(Tracker(accel_sigma=2.0), use_heading=False)
+    assert not all(blind), blind
+    # no velocity yet, no turn, or a NaN turn: nothing changes
+    tr = Tracker()
+    assert tr.manoeuvre(1.0) == 0.0
+    _fly(tr, 5)
+    P = tr.P.copy()
+    assert tr.manoeuvre(0.0) == 0.0 and tr.manoeuvre(math.nan) == 0.0 and np.array_equal(tr.P, P)
+    assert tr.manoeuvre(-0.5) > 0 and np.all(np.diag(tr.P) >= np.diag(P))

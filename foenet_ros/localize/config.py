@@ -38,6 +38,9 @@ class LocalizerConfig:
         fine_patch_search_cells: a patch is searched this many cells around its predicted place (at least 2 coarse cells).
         fine_patch_min_z: a patch counts when its peak is this many robust sigmas above its neighbourhood.
         fine_patch_tol_cells: a patch agrees with the fitted transform within this many cells.
+        fine_polish_cells: re-place the fine peak at the next finer index level within this many cells (0 = off).
+            When the index has a finer level, the winning hypothesis is correlated there once more
+            near the peak: the position to a third of the finer cell.
         fine_homography_min: without IMU attitude, this many agreeing patches allow a homography (tilt).
         fine_heading_step_deg: heading bins of the coarse heatmap, degrees apart.
         fine_max_heading_bins: at most this many heading bins (they span +-2 sigma of the heading).
@@ -138,6 +141,7 @@ class LocalizerConfig:
     fine_patch_min_z: float = 3.0
     fine_patch_tol_cells: float = 1.5
     fine_homography_min: int = 12
+    fine_polish_cells: int = 2
     fine_heading_step_deg: float = 2.5
     fine_max_heading_bins: int = 9
     fine_scale_step: float = 0.05
@@ -233,6 +237,8 @@ class LocalizerConfig:
                      "fine_sweep_candidates", "fine_homography_min", "fine_stats_cells"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (0 <= self.fine_polish_cells <= 16):
+            raise ConfigError(f"fine_polish_cells must be in 0..16, got {self.fine_polish_cells}")
         if self.search_k < self.top_k:
             raise ConfigError(f"search_k ({self.search_k}) must be >= top_k ({self.top_k})")
         if not (0.0 < self.ratio < 1.0):

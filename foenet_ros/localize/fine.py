@@ -39,6 +39,7 @@ from .overlap import (
     fit_patches,
     make_templates,
     patch_correspondences,
+    polish_peak,
 )
 
 log = logging.getLogger(__name__)
@@ -300,11 +301,20 @@ class FineStage:
             if res2 is not None and res2.z_peak > res.z_peak:
                 res = res2
         hyp = res.hyp
-        H_g_from_img = np.linalg.inv(ground_to_image_homography(cam, hyp.pose()))
-        T = np.array([[1.0, 0.0, res.xy[0]], [0.0, 1.0, res.xy[1]], [0.0, 0.0, 1.0]])
-        H, model = T @ H_g_from_img, "template"
         info = {"fine_level": level, "fine_cell_m": cell, "coarse_level": coarse.info.get("level"),
                 "coarse_cell_m": coarse.cell_m, "fine_z": res.z_peak, "coarse_to_fine_m": float(np.hypot(*(res.xy - coarse.xy)))}
+        # 1b. the winning hypothesis once more at the next finer level, near the peak: where, not whether
+        xy = res.xy
+        if cfg.fine_polish_cells > 0 and level > 0:
+            tp = time.perf_counter()
+            polished = self.polish(frame, cam, hyp, res.xy, level - 1, cache)
+            if polished is not None:
+                info.update(polish_cell_m=self.store.cells[level - 1], polish_shift_m=float(np.hypot(*(polished - res.xy))))
+                xy = polished
+            info["polish_ms"] = (time.perf_counter() - tp) * 1000.0
+        H_g_from_img = np.linalg.inv(ground_to_image_homography(cam, hyp.pose()))
+        T = np.array([[1.0, 0.0, xy[0]], [0.0, 1.0, xy[1]], [0.0, 0.0, 1.0]])
+        H, model = T @ H_g_from_img, "template"
         t1 = time.perf_counter()
         # 2. patches of the frame: do its parts agree (evidence), and is there tilt to explain (homography)?
         tmpl = [res.template] if res.template is not None else make_templates(frame, cam, [hyp], cell, self.extractors,
@@ -317,11 +327,11 @@ class FineStage:
             S = cfg.fine_patch_search_cells
             # just the template's ground extent at the fine fix, plus the patches' search margin
             m = cell * (S + 2)
-            x0, y1 = res.xy + t.anchor_xy
+            x0, y1 = xy + t.anchor_xy
             x1, y0 = x0 + cell * t.feats.shape[2], y1 - cell * t.feats.shape[1]
             win = self.store.window(level, (x0 - m, y0 - m, x1 + m, y1 + m), self.methods)
             P = cfg.fine_patch_cells
-            src, dst, z, tested = patch_correspondences(t, win, res.xy, patch_cells=P, stride=max(1, P // 2), search_cells=S,
+            src, dst, z, tested = patch_correspondences(t, win, xy, patch_cells=P, stride=max(1, P // 2), search_cells=S,
                                                         min_z=cfg.fine_patch_min_z, device=self.device)
             fit = fit_patches(src, dst, z, tested, cell, tol_cells=cfg.fine_patch_tol_cells,
                               homography_min=cfg.fine_homography_min if sensors.attitude is None and allow_homography else 10**9)
@@ -333,8 +343,26 @@ class FineStage:
                 src = dst = np.zeros((0, 2))
         info.update(patch_inliers=inliers, patches_tested=tested, patch_rms_m=rms, fit_model=model,
                     fine_ms=(t1 - t0) * 1000.0, patch_ms=(time.perf_counter() - t1) * 1000.0)
-        return FineFix(res.xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, inliers,
+        return FineFix(xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, inliers,
                        tested, rms if math.isfinite(rms) else cell, -1, hyp, src, dst, info)
+
+
+    def polish(self, frame, cam, hyp: Hypothesis, xy0: np.ndarray, level: int, cache: dict | None = None) -> np.ndarray | None:
+        """The nadir of ``hyp``'s template at ``level`` (finer than the fine pass), within
+        ``fine_polish_cells`` cells of ``xy0`` (:func:`overlap.polish_peak`); None when it cannot say."""
+        cell = self.store.cells[level]
+        S = int(self.cfg.fine_polish_cells)
+        cells = int(round(_footprint_width(cam, hyp) / cell))
+        tmpl = make_templates(frame, cam, [hyp], cell, self.extractors, max_cells=4 * cells, cache=cache)
+        if not tmpl:
+            return None
+        t = tmpl[0]
+        m = cell * (S + 2)
+        x0, y1 = np.asarray(xy0) + t.anchor_xy
+        x1, y0 = x0 + cell * t.feats.shape[2], y1 - cell * t.feats.shape[1]
+        win = self.store.window(level, (x0 - m, y0 - m, x1 + m, y1 + m), self.methods)
+        return polish_peak(t, win, np.asarray(xy0, float), search_cells=S, weights=self.weights,
+                           min_overlap=self.cfg.fine_min_overlap, device=self.device)
 
 
 def _half_bins(sigma_in_steps: float) -> int:

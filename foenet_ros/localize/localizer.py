@@ -102,6 +102,7 @@ class Localizer:
         self._last_heading = math.nan  # true heading of the last fix
         self._last_heading_grid = math.nan
         self._last_alt = math.nan
+        self._turn_ref_grid = math.nan  # the last heading seen (compass or fix): turns are measured from it
         self._structure = 9.0  # effective gradient orientations of the current frame (orientation_diversity)
         self._since_global = 0
         self._deadline = math.inf  # perf_counter() after which this frame starts no further search step
@@ -172,6 +173,8 @@ class Localizer:
 
         # ---- where to look: the track's window, or retrieval (near a prior, else everywhere)
         self.tracker.predict(t)
+        if sensors.heading_grid_deg is not None:  # a compass: a turn widens the track's gate before the search
+            self._turned(sensors.heading_grid_deg, sensors.heading_sigma_deg)
         tracking = self.tracker.healthy and (cfg.global_every == 0 or self._since_global < cfg.global_every)
         if tracking and sensors.heading_grid_deg is None and math.isfinite(self._last_heading_grid):
             # no compass: the heading of the last fix, with a margin for the turn since
@@ -395,10 +398,40 @@ class Localizer:
                 return None
             tilt, from_imu = float(pinfo.get("tilt_deg", 0.0)), False
             info.update(tilt_deg=tilt, reproj_rms_px=pinfo.get("reproj_rms_px", math.nan))
+        elif sensors.alt_m is not None and not pseudo:
+            xy, alt = self._fuse_altitude(d, cam, sensors, info)
         if pseudo:
             alt = sensors.alt_m if sensors.alt_m is not None else math.nan
         return PoseFix(np.asarray(xy, float), d.cov, float(heading), float(alt), "dense", d.model, d.inliers, score,
                        pts_frame, d.dst, info, tag, attitude_from_imu=from_imu, tilt_deg=tilt)
+
+    def _fuse_altitude(self, d: FineFix, cam, sensors: Sensors, info: dict) -> tuple[np.ndarray, float]:
+        """A dense (template) fix's altitude is the scale bin that correlated best: known to about
+        ``fine_scale_step / sqrt(12)`` (a uniform error within the bin), often coarser than the
+        altimeter. Fuse the two (inverse variance, in log altitude) and move the nadir accordingly:
+        what the correlation pins down is the ground under the frame's content, about the image
+        centre; the nadir lies ``alt * u`` from it (``u``: the centre's ground offset per metre of
+        height for this attitude), so a different altitude moves the nadir by ``(alt_d - alt) * u``.
+        Returns ``(xy [2], alt)``."""
+        alt_d = float(d.alt_m)
+        if not (math.isfinite(alt_d) and alt_d > 0 and sensors.alt_m > 0):
+            return np.asarray(d.xy, float), alt_d
+        var_d = (self.config.fine_scale_step / math.sqrt(12.0)) ** 2
+        var_s = (max(float(sensors.alt_sigma_m), 1e-3) / float(sensors.alt_m)) ** 2
+        log_alt = (math.log(alt_d) / var_d + math.log(float(sensors.alt_m)) / var_s) / (1.0 / var_d + 1.0 / var_s)
+        alt = math.exp(log_alt)
+        from ..geo.camera import ground_to_image_homography
+
+        try:
+            H_g = np.linalg.inv(ground_to_image_homography(cam, d.hyp.pose()))
+            centre = apply_h(H_g, np.array([[cam.cx, cam.cy]]))[0]  # image centre, ground metres from the nadir
+        except (CameraError, np.linalg.LinAlgError):
+            return np.asarray(d.xy, float), alt_d
+        if not np.all(np.isfinite(centre)):
+            return np.asarray(d.xy, float), alt_d
+        xy = np.asarray(d.xy, float) + centre * (1.0 - alt / alt_d)
+        info.update(alt_scale_bin_m=alt_d, alt_fused_m=alt, nadir_shift_m=float(np.hypot(*(xy - d.xy))))
+        return xy, alt
 
     def _guided(self, work, cam, sensors, fix: PoseFix, dense: FineFix) -> PoseFix | None:
         """Keypoint refinement of a dense fix: guided matching, homography, pose; None if it does not hold."""
@@ -617,6 +650,7 @@ class Localizer:
                 pose_info["refused"] = f"fix sigma {sigma:.0f} m exceeds verified_max_sigma_m ({cfg.verified_max_sigma_m:.0f} m)"
                 fix = None
         if fix is not None:
+            self._turned(fix.heading_grid_deg, cfg.heading_sigma_deg)
             upd = self.tracker.update(fix.xy, cov, t)
             heading_true = float(self.index.frame.grid_to_true_heading(fix.heading_grid_deg, float(fix.xy[0]), float(fix.xy[1])))
             pose_info.update(heading_grid_deg=float(fix.heading_grid_deg), track_d2=upd.d2, track_restarted=upd.reinitialised)
@@ -648,6 +682,20 @@ class Localizer:
                 return self._estimate("retrieval", mean, cov, math.nan, math.nan, float(min(0.2, max(margin, 0.0))),
                                       0, cands, pose_info)
         return GeoEstimate(status="lost", candidates=cands, pose=pose_info)
+
+    def _turned(self, heading_grid: float, sigma_deg: float) -> None:
+        """The heading is now ``heading_grid`` (degrees, grid): a turn since the last heading seen is a
+        manoeuvre for the tracker (:meth:`Tracker.manoeuvre`). The heading's own noise (two readings of
+        ``sigma_deg``) is not counted as a turn."""
+        h = float(heading_grid)
+        if not math.isfinite(h):
+            return
+        if math.isfinite(self._turn_ref_grid):
+            d = (h - self._turn_ref_grid + 180.0) % 360.0 - 180.0
+            turn = math.sqrt(max(d * d - 2.0 * float(sigma_deg) ** 2, 0.0))
+            if turn > 0.0:
+                self.tracker.manoeuvre(math.radians(turn))
+        self._turn_ref_grid = h
 
     def _relief(self, fix: PoseFix) -> float:
         """Terrain relief (m) that the flat-ground assumption ignores for this fix (0 for a PnP pose)."""

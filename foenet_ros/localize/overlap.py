@@ -338,6 +338,10 @@ def xcorr(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: 
     return scores.cpu().numpy(), overlap.cpu().numpy()
 
 
+#: xcorr_valid computes at most this many placements one by one instead of by conv2d
+_FEW_PLACEMENTS = 64
+
+
 def xcorr_valid(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: np.ndarray,
                 device: torch.device | str = "cpu", groups: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Masked correlation of the fully-inside placements by direct convolution.
@@ -359,7 +363,20 @@ def xcorr_valid(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray
     with torch.inference_mode():
         Tt = torch.from_numpy(np.ascontiguousarray(T)).to(dev)
         Mt = torch.from_numpy(np.ascontiguousarray(M))[:, None].to(dev)
-        if groups:
+        U, V = F.shape[-2] - h + 1, F.shape[-1] - w + 1
+        if not groups and U * V <= _FEW_PLACEMENTS:
+            # a handful of placements of a large template (the polish step): one matrix-vector
+            # product per placement; conv2d's im2col path is ~8x slower at this shape
+            Fw = torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev)
+            Vw = torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev)
+            Tf, Mf = Tt.reshape(R, -1), Mt.reshape(R, -1)
+            num = torch.empty((R, U, V), dtype=torch.float32, device=dev)
+            cnt = torch.empty((R, U, V), dtype=torch.float32, device=dev)
+            for a in range(U):
+                for b in range(V):
+                    num[:, a, b] = Tf @ Fw[:, a : a + h, b : b + w].reshape(-1)
+                    cnt[:, a, b] = Mf @ Vw[a : a + h, b : b + w].reshape(-1)
+        elif groups:
             Fw = torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev).reshape(1, R * C, *F.shape[-2:])
             Vw = torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev).reshape(1, R, *FV.shape[-2:])
             num = Fn.conv2d(Fw, Tt, groups=R)[0]
@@ -513,6 +530,49 @@ def _parabola(a: float, b: float, c: float) -> float:
     if den >= -1e-9:
         return 0.0
     return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+
+def polish_peak(template: Template, window: MapWindow, xy0: np.ndarray, *, search_cells: int = 2,
+                weights: np.ndarray | None = None, min_overlap: float = 0.5,
+                device: torch.device | str = "cpu") -> np.ndarray | None:
+    """The nadir of ``template`` placed near ``xy0`` at the (finer) cells of ``window``, sub-cell.
+
+    A correlation peak found at one cell size is known to about a third of a cell; the same
+    hypothesis at half the cell size, correlated only with the ``(2 S + 1)^2`` placements within
+    ``search_cells`` of the prediction (direct convolution: a few million multiply-adds), pins it
+    to a third of the finer cell. No statistics are drawn (the coarser pass decided *whether*; this
+    only says *where*), and a peak on the border of the search square means the finer grid
+    disagrees by more than ``S`` cells: None, keep the coarser answer.
+
+    Args:
+        template: the hypothesis' template at ``window.cell_m``.
+        window: map features that hold every placement within ``search_cells`` of ``xy0``.
+        xy0: [2] predicted nadir (map metres).
+    Returns:
+        [2] the refined nadir (map metres), or None.
+    """
+    c = window.cell_m
+    S = int(search_cells)
+    T, M, n_valid = _stack_templates([template], weights)
+    _, _, h, w = T.shape
+    H, W = window.shape
+    x0, y0 = window.origin_xy
+    # window cell under template cell (0, 0) for the prediction, minus the search margin
+    a = int(round((y0 - (xy0[1] + template.anchor_xy[1])) / c)) - S
+    b = int(round((xy0[0] + template.anchor_xy[0] - x0) / c)) - S
+    if S < 1 or a < 0 or b < 0 or a + h + 2 * S > H or b + w + 2 * S > W:
+        return None
+    F = window.feats[:, a : a + h + 2 * S, b : b + w + 2 * S]
+    V = window.valid[a : a + h + 2 * S, b : b + w + 2 * S]
+    scores, overlap = xcorr_valid(T, M, n_valid, F, V, device)
+    sc = np.where(overlap[0] >= min_overlap, scores[0], -np.inf)
+    u, v = np.unravel_index(int(np.argmax(sc)), sc.shape)
+    if not np.isfinite(sc[u, v]) or u in (0, 2 * S) or v in (0, 2 * S):
+        return None
+    du = _parabola(sc[u - 1, v], sc[u, v], sc[u + 1, v])
+    dv = _parabola(sc[u, v - 1], sc[u, v], sc[u, v + 1])
+    # placement (u, v): template cell (0, 0) on window cell (a + u, b + v)
+    return np.array([x0 + (b + v + dv) * c - template.anchor_xy[0], y0 - (a + u + du) * c - template.anchor_xy[1]])
 
 
 # --------------------------------------------------------------------------------------------- patches

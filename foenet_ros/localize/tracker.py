@@ -10,6 +10,12 @@ between fixes, but while nothing is observed the drone may manoeuvre (turn at a 
 so a missed frame's prediction gets the process noise of ``coast_accel_sigma`` (the platform's
 manoeuvre acceleration, ~0.5 g) for the time since the last update. A refused fix is a second
 hypothesis of where the drone is: the coasted covariance about the prediction includes it.
+
+A turn seen by the heading (compass or the fix's own heading) is a manoeuvre too: a drone whose
+heading changed by ``dpsi`` since the last fix may have turned its velocity by as much, so before a
+fix is gated the velocity gets an extra uncertainty ``|v| dpsi`` (:meth:`Tracker.manoeuvre`). A
+sharp turn between two 1 Hz fixes otherwise leaves the constant-velocity prediction tens of metres
+off and the first correct fix after the turn is refused.
 """
 
 from __future__ import annotations
@@ -127,6 +133,25 @@ class Tracker:
             Q[np.ix_([0, 2], [0, 2])] = q1
             Q[np.ix_([1, 3], [1, 3])] = q1
             self.P = self.P + Q
+
+    def manoeuvre(self, turn_rad: float) -> float:
+        """The heading turned by ``turn_rad`` (radians, either sign) since the last accepted fix: add
+        velocity noise ``sigma_v = |v| |turn|`` (m/s) as if injected at that fix, i.e. to the velocity
+        block, ``sigma_v * tau`` to the position block and the cross terms (``tau``: seconds since the
+        fix). A velocity that turned by ``dpsi`` differs from the old one by ``2 |v| sin(dpsi / 2) <=
+        |v| dpsi``. Returns ``sigma_v``; no-op before the track has a velocity or for a NaN turn."""
+        if not self.initialised or self.n_updates < 2 or not math.isfinite(turn_rad):
+            return 0.0
+        sigma_v = float(np.linalg.norm(self.x[2:])) * min(abs(float(turn_rad)), math.pi)
+        if sigma_v <= 0.0:
+            return 0.0
+        tau = max(float(self.t) - self._t_update, 0.0) if self._t_update is not None and self.t is not None else 0.0
+        q1 = np.array([[tau**2, tau], [tau, 1.0]]) * sigma_v**2
+        Q = np.zeros((4, 4))
+        Q[np.ix_([0, 2], [0, 2])] = q1
+        Q[np.ix_([1, 3], [1, 3])] = q1
+        self.P = self.P + Q
+        return sigma_v
 
     def mahalanobis2(self, z: np.ndarray, R: np.ndarray) -> float:
         """Squared Mahalanobis distance of fix ``z`` (covariance ``R``) to the predicted position."""

@@ -168,6 +168,7 @@ LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "global_every": (0, 100000),  # 0 = re-search the whole map only after a miss
     "frame_budget_ms": (0.0, 600000.0),  # 0 = no budget
     "frame_budget_max_factor": (1.0, 64.0),  # 1 = a fixed budget
+    "fine_polish_cells": (0, 16),  # 0 = off
 }
 
 
