@@ -64,18 +64,18 @@ _SIG = set(inspect.signature(Localizer.localize).parameters)
 FINE_METHODS: tuple[str, ...] | None = None
 
 
-def index_config(*, fine_cells_per_footprint: int | None = None, **kw) -> IndexConfig:
-    """IndexConfig from ``kw``; ``fine_cells_per_footprint`` sets FineConfig.cells_per_footprint
-    (320: a dense level at half the usual cell, which the Localizer's polish step uses)."""
+def index_config(*, fine_polish: bool = False, **kw) -> IndexConfig:
+    """IndexConfig from ``kw``; ``fine_polish`` sets FineConfig.polish (a dense level at half the
+    finest cell, which the Localizer's polish step uses)."""
     # fields an older version lacks (map_accuracy_m, dsm, fine: the baseline) are left out for it
     known = {f.name for f in dataclasses.fields(IndexConfig)}
     cfg = IndexConfig(**{k: v for k, v in kw.items() if k in known})
-    if "fine" in known and (FINE_METHODS is not None or fine_cells_per_footprint is not None):
+    if "fine" in known and (FINE_METHODS is not None or fine_polish):
         fine = cfg.fine
         if FINE_METHODS is not None:
             fine = fine.replace(methods=FINE_METHODS)
-        if fine_cells_per_footprint is not None:
-            fine = fine.replace(cells_per_footprint=fine_cells_per_footprint)
+        if fine_polish:
+            fine = fine.replace(polish=True)
         cfg = cfg.replace(fine=fine)
     return cfg
 
@@ -283,9 +283,9 @@ def case_naip(data, cache, encoder, n, seed, map_year: str, view_year: str, nir:
     mp = read_map([mfile])
     view_map = read_map([vfile], frame=mp.frame, bands=[4] if nir else None)
     # a 5 m map seen from 1500 m: the finest dense level at 11.8 m cells is 2.4 map pixels; one more
-    # level at 5.9 m (`build-index --fine-cells-per-footprint 320`) lets the polish step place the fix
+    # level at 5.9 m (`build-index --fine-polish`) lets the polish step place the fix
     cfg = index_config(hfov_deg=70, image_size=(960, 540), alt_range_m=(1300, 1700), max_tilt_deg=10, map_accuracy_m=3.0,
-                       fine_cells_per_footprint=320)
+                       fine_polish=True)
     idx = get_index(cache, f"naip_{map_year}_1500", [mfile], encoder, cfg)
     intr = CameraIntrinsics.from_hfov(70, 960, 540)
     poses = flight_poses(mp, n, 1500.0, 40.0, 1.0, seed, margin_m=1100)

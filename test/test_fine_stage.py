@@ -197,6 +197,32 @@ def test_fine_store_windows_and_keypoints(town, tmp_path):
     assert np.all((xy[:, 0] >= xmin + 50) & (xy[:, 0] <= xmin + 150) & (xy[:, 1] >= ymin + 50) & (xy[:, 1] <= ymin + 120))
 
 
+def test_a_polish_level_is_stored_on_request_and_never_searched(town, tmp_path):
+    from foenet_ros.features import CfogExtractor
+    from foenet_ros.index.fine import FineConfig, FineStore, build_fine, plan_cells
+
+    plain = plan_cells(FineConfig(), [90.0, 130.0], 0.1)
+    polished = plan_cells(FineConfig(polish=True), [90.0, 130.0], 0.1)
+    assert polished[1:] == plain and polished[0] == pytest.approx(plain[0] / 2)
+    # a map without detail finer than 3/4 of the finest cell has nothing to polish with
+    for gsd in (plain[0], 0.8 * plain[0]):
+        assert plan_cells(FineConfig(polish=True), [90.0, 130.0], gsd) == plan_cells(FineConfig(), [90.0, 130.0], gsd)
+    entry = build_fine(town, tmp_path, FineConfig(polish=True, keypoints=False), [180.0, 260.0], {"cfog": CfogExtractor()},
+                       progress=False)
+    store = FineStore(tmp_path, entry)
+    assert store.polish_level == 0 and store.search_levels == list(range(1, len(store.cells)))
+    assert store.cells[0] == pytest.approx(max(store.cells[1] / 2, town.gsd_m))
+    assert store.cells[1:] == pytest.approx([store.cells[1] * 2**k for k in range(len(store.cells) - 1)])
+    # the correlations choose among the search levels only, however many cells they ask for
+    assert all(store.level_for(fp, n) >= 1 for fp in (60.0, 130.0, 400.0) for n in (16, 64, 1000))
+    win = store.window(0, (town.bounds_xy[0] + 50, town.bounds_xy[1] + 50, town.bounds_xy[0] + 80, town.bounds_xy[1] + 80),
+                       ["cfog"])
+    assert win.cell_m == pytest.approx(store.cells[0]) and win.valid.all()
+    # an index without the marker (built before the polish level existed) searches every level
+    legacy = dict(entry, levels=[{k: v for k, v in lv.items() if k != "polish"} for lv in entry["levels"]])
+    assert FineStore(tmp_path, legacy).polish_level is None
+
+
 def test_guided_matching_respects_the_radius():
     rng = np.random.default_rng(1)
     d2 = rng.integers(0, 255, (200, 128)).astype(np.uint8)

@@ -169,6 +169,35 @@ def test_dense_overlap_alone_and_guided_refinement(town_index, encoder, town):
     assert math.hypot(refined.x - pose.x, refined.y - pose.y) < 0.5
 
 
+def test_an_index_with_a_polish_level_places_dense_fixes_on_it(tmp_path, encoder, town):
+    """build-index --fine-polish: a dense-only fix (refine="never") is placed at the polish level's
+    cells (pose info says so) and is more accurate than without the step (fine_polish_cells=0)."""
+    from foenet_ros.index.fine import FineConfig
+
+    cfg = IndexConfig(hfov_deg=70.0, image_size=(640, 480), alt_range_m=(80.0, 120.0), max_tilt_deg=10.0,
+                      fine=FineConfig(polish=True, keypoints=False))
+    build_index(town, encoder, tmp_path / "polish", cfg, progress=False)
+    idx = TileIndex.load(tmp_path / "polish")
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    errs = {}
+    for cells in (2, 0):
+        loc = Localizer(idx, encoder, LocalizerConfig(refine="never", fine_polish_cells=cells))
+        for k, pose in enumerate(_poses(town, 3, seed=21, tilt=(0.0, 8.0))):
+            img, _ = render_view(town, INTR, pose)
+            est = loc.localize(img, camera=INTR, heading_deg=town.frame.grid_to_true_heading(pose.heading_deg, pose.x, pose.y),
+                               altitude_m=pose.alt_m, attitude=(pose.roll_deg, pose.pitch_deg))
+            loc.reset()
+            assert est.status == "verified" and est.pose["source"] == "dense", est.pose
+            errs[(cells, k)] = math.hypot(est.x - pose.x, est.y - pose.y)
+            if cells:
+                assert "polish_ms" in est.pose and est.pose["polish_cell_m"] < est.pose["fine_cell_m"]
+            else:
+                assert "polish_ms" not in est.pose
+    # measured: 0.008-0.013 m polished, 0.04-0.07 m at the fine level's cells alone
+    assert max(errs[(2, k)] for k in range(3)) < 0.5, errs
+    assert sum(errs[(2, k)] for k in range(3)) < 0.7 * sum(errs[(0, k)] for k in range(3)), errs
+
+
 def test_a_place_not_on_the_map_is_not_a_confident_fix(loc, town):
     from foenet_ros.geo import synthetic_map
 

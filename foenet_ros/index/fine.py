@@ -53,6 +53,9 @@ class FineConfig:
         kp_frame_px: the frame width (pixels) at which the Localizer refines (matches verify_max_side).
         kp_per_block: keypoints kept per 64 x 64 pixel block (strongest), bounding the density.
         kp_flavours: descriptor flavours stored ("upright", "oriented").
+        polish: store one more dense level at half the finest cell (at least the map GSD; 4x that level's
+            storage), used only by the Localizer's polish step: fixes placed to a third of that cell
+            where keypoints do not match (a map of another year or sensor, coarse next to the footprint).
     """
 
     methods: tuple[str, ...] = ("cfog",)
@@ -64,6 +67,7 @@ class FineConfig:
     kp_frame_px: int = 640
     kp_per_block: int = 24
     kp_flavours: tuple[str, ...] = ("upright", "oriented")
+    polish: bool = False
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -93,7 +97,19 @@ def plan_cells(cfg: FineConfig, scales_m: list[float], map_gsd_m: float) -> list
     lo, hi = min(scales_m), max(scales_m)
     c0 = cfg.cell_m or max(map_gsd_m, lo / cfg.cells_per_footprint)
     n = cfg.levels or max(1, 1 + int(math.ceil(math.log2(max(hi / COARSEST_CELLS / c0, 1.0)) - 1e-9)))
-    return [c0 * 2**k for k in range(n)]
+    cells = [c0 * 2**k for k in range(n)]
+    if has_polish_level(cfg, scales_m, map_gsd_m):
+        cells.insert(0, max(0.5 * c0, map_gsd_m))
+    return cells
+
+
+def has_polish_level(cfg: FineConfig, scales_m: list[float], map_gsd_m: float) -> bool:
+    """Whether the plan starts with a polish level (``cfg.polish`` and the map has detail finer than
+    3/4 of the finest search cell to show it)."""
+    if not cfg.polish:
+        return False
+    c0 = cfg.cell_m or max(map_gsd_m, min(scales_m) / cfg.cells_per_footprint)
+    return max(0.5 * c0, map_gsd_m) <= 0.75 * c0
 
 
 def plan_kp_gsds(cfg: FineConfig, scales_m: list[float], map_gsd_m: float) -> list[float]:
@@ -189,6 +205,7 @@ class FineProducts:
         fine = Path(out_dir) / FINE_DIR
         fine.mkdir(parents=True, exist_ok=True)
         xmin, ymin, xmax, ymax = ctx.grid.bounds_xy
+        polish = has_polish_level(self.cfg, ctx.scales, ctx.grid.gsd_m)
         levels = []
         dense = [it for it in items if it.payload["kind"] == "dense"]
         for k, c in enumerate(cells):
@@ -206,7 +223,7 @@ class FineProducts:
                 arr.flush()
                 del arr
             np.save(fine / f"level{k}_valid.npy", valid_all)
-            levels.append({"cell_m": c, "shape": [H, W]})
+            levels.append({"cell_m": c, "shape": [H, W], "polish": bool(k == 0 and polish)})
         entry = {"format": FINE_FORMAT, "config": self.cfg.to_json(), "origin_xy": [top_left[0], top_left[1]],
                  "levels": levels, "methods": {n: {"channels": self.extractors[n].channels, "storage": self.extractors[n].storage,
                                                    "stride": self.extractors[n].stride} for n in self.cfg.methods}}
@@ -342,6 +359,8 @@ class FineStore:
 
     Attributes:
         cells: level cell sizes (m), finest first.
+        polish_level: the level kept for the polish step only (0), or None (the index has none).
+        search_levels: the levels the correlations search (every level but the polish level).
         methods: dense methods stored.
         has_keypoints: whether keypoints were stored.
     """
@@ -352,6 +371,9 @@ class FineStore:
         try:
             self.origin = (float(entry["origin_xy"][0]), float(entry["origin_xy"][1]))
             self.cells = [float(lv["cell_m"]) for lv in entry["levels"]]
+            # indexes before the polish level have no "polish" key: every level is searched
+            self.polish_level = 0 if len(self.cells) > 1 and entry["levels"][0].get("polish") is True else None
+            self.search_levels = [k for k in range(len(self.cells)) if k != self.polish_level]
             self.methods = list(entry["methods"])
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"index {index_dir}: malformed 'fine' manifest section ({exc})") from exc
@@ -414,7 +436,7 @@ class FineStore:
 
     def level_for(self, footprint_m: float, target_cells: int = 96) -> int:
         """The level whose cells make a ``footprint_m`` template closest to ``target_cells`` wide (log scale)."""
-        return int(np.argmin([abs(math.log(footprint_m / c / target_cells)) for c in self.cells]))
+        return min(self.search_levels, key=lambda k: abs(math.log(footprint_m / self.cells[k] / target_cells)))
 
     def window(self, level: int, box: tuple[float, float, float, float], methods: list[str]):
         """Features of ``methods`` (concatenated) over the cells covering ``box`` = (xmin, ymin, xmax, ymax).

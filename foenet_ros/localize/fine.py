@@ -276,11 +276,11 @@ class FineStage:
         cfg = self.cfg
         fp = _footprint_width(cam, coarse.hyp)
         # the finest level whose template stays within 1.5x the target size, finer than the coarse pass
-        cands = [k for k, c in enumerate(self.store.cells) if fp / c <= 1.5 * cfg.fine_patch_level_cells]
-        level = min(cands) if cands else len(self.store.cells) - 1
+        cands = [k for k in self.store.search_levels if fp / self.store.cells[k] <= 1.5 * cfg.fine_patch_level_cells]
+        level = min(cands) if cands else self.store.search_levels[-1]
         coarse_level = int(coarse.info.get("level", level + 1))
-        if level >= coarse_level and coarse_level > 0:
-            level = coarse_level - 1
+        if level >= coarse_level and coarse_level > min(self.store.search_levels):
+            level = max(k for k in self.store.search_levels if k < coarse_level)
         cell = self.store.cells[level]
         cells = int(round(fp / cell))
         t0 = time.perf_counter()
@@ -303,13 +303,14 @@ class FineStage:
         hyp = res.hyp
         info = {"fine_level": level, "fine_cell_m": cell, "coarse_level": coarse.info.get("level"),
                 "coarse_cell_m": coarse.cell_m, "fine_z": res.z_peak, "coarse_to_fine_m": float(np.hypot(*(res.xy - coarse.xy)))}
-        # 1b. the winning hypothesis once more at the next finer level, near the peak: where, not whether
+        # 1b. the winning hypothesis once more at the index's polish level, near the peak: where, not whether
         xy = res.xy
-        if cfg.fine_polish_cells > 0 and level > 0:
+        pl = self.store.polish_level
+        if cfg.fine_polish_cells > 0 and pl is not None and self.store.cells[pl] < cell:
             tp = time.perf_counter()
-            polished = self.polish(frame, cam, hyp, res.xy, level - 1, cache)
+            polished = self.polish(frame, cam, hyp, res.xy, pl, cache)
             if polished is not None:
-                info.update(polish_cell_m=self.store.cells[level - 1], polish_shift_m=float(np.hypot(*(polished - res.xy))))
+                info.update(polish_cell_m=self.store.cells[pl], polish_shift_m=float(np.hypot(*(polished - res.xy))))
                 xy = polished
             info["polish_ms"] = (time.perf_counter() - tp) * 1000.0
         H_g_from_img = np.linalg.inv(ground_to_image_homography(cam, hyp.pose()))
