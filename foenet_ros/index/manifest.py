@@ -339,6 +339,9 @@ def _validate_fine(s: _Schema, fine: dict, files: dict) -> None:
             raise s.fail(f"fine.levels must grow in cell size, got {c} after {last}")
         last = c
         s.numbers(lv, "shape", f"fine.levels[{k}].shape", length=2, positive=True, integer=True)
+        if "polish" in lv and (not isinstance(lv["polish"], bool) or (lv["polish"] and (k != 0 or len(levels) < 2))):
+            raise s.fail(f"fine.levels[{k}].polish must be a boolean, true only for the first of several levels, "
+                         f"got {_show(lv['polish'])}")
     methods = s.section(fine, "methods", "fine.methods")
     if not methods:
         raise s.fail("fine.methods must name at least one dense feature method")

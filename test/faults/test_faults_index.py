@@ -191,6 +191,9 @@ MALFORMED = [
     ("bounds inverted", set_path(["map", "bounds_xy"], [10.0, 0.0, 0.0, 10.0]), "min < max"),
     ("maps as dict", set_path(["maps"], {"a": 1}), "maps must be a list of objects"),
     ("config as list", set_path(["config"], [1, 2]), "config must be an object"),
+    ("polish as str", set_path(["fine", "levels", 0, "polish"], "yes"), r"fine.levels\[0\].polish must be a boolean"),
+    ("polish on a later level", set_path(["fine", "levels", 1, "polish"], True),
+     r"fine.levels\[1\].polish must be a boolean, true only for the first"),
     # the file list
     ("tiles.npz not listed", lambda m: m["files"].pop("tiles.npz"), "files does not list tiles.npz"),
     ("path traversal", set_path(["files", "../../etc/passwd"], {"size": 1, "sha256": "0" * 64}),
