@@ -171,7 +171,9 @@ def main() -> int:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    cfg = LocalizerConfig(fine_methods=tuple(args.methods))
+    # the patches are part of every sample's evidence (at run time "auto" skips them only where
+    # the score is already strong without them)
+    cfg = LocalizerConfig(fine_methods=tuple(args.methods), fine_patches="always")
     groups = []
     # NAIP training years: map of one year, frames from another (and from the NIR band)
     for map_year, view_year, band in ((2010, 2016, "rgb"), (2014, 2017, "rgb"), (2016, 2012, "nir")):

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from foenet_ros.errors import CameraError, ImageError, IndexMismatchError
+from foenet_ros.errors import CameraError, ConfigError, ImageError, IndexMismatchError
 from foenet_ros.geo import CameraIntrinsics, CameraPose, image_center_ground
 from foenet_ros.geo.render import render_view
 from foenet_ros.index import IndexConfig, TileIndex, build_index
@@ -167,6 +167,32 @@ def test_dense_overlap_alone_and_guided_refinement(town_index, encoder, town):
     refined = Localizer(town_index, encoder, LocalizerConfig(refine="always")).localize(img, **kw)
     assert refined.status == "verified" and refined.pose["source"] == "keypoints" and refined.pose["refine"] == "guided"
     assert math.hypot(refined.x - pose.x, refined.y - pose.y) < 0.5
+
+
+def test_patches_are_searched_only_where_they_can_change_the_outcome(town_index, encoder, town):
+    """fine_patches="auto": with the IMU attitude (no tilt to fit) and a score already strong
+    without them, the patches are skipped -- same place, same grade; "always" searches them; and
+    without an attitude (a homography to fit) "auto" searches them too."""
+    pose = _poses(town, 1, seed=31, tilt=(2.0, 6.0))[0]
+    img, _ = render_view(town, INTR, pose)
+    kw = dict(camera=INTR, heading_deg=town.frame.grid_to_true_heading(pose.heading_deg, pose.x, pose.y),
+              altitude_m=pose.alt_m, attitude=(pose.roll_deg, pose.pitch_deg))
+    est = {}
+    for mode in ("auto", "always"):
+        est[mode] = Localizer(town_index, encoder, LocalizerConfig(refine="never", fine_patches=mode)).localize(img, **kw)
+        assert est[mode].status == "verified" and est[mode].pose["source"] == "dense", est[mode].pose
+    assert est["auto"].pose["patches"] == "skipped" and est["auto"].pose["patches_tested"] == 0
+    assert "patches" not in est["always"].pose and est["always"].pose["patches_tested"] > 0
+    assert est["always"].pose["patch_inliers"] > 0
+    assert est["auto"].x == est["always"].x and est["auto"].y == est["always"].y  # the patches only add evidence
+    assert est["auto"].score >= LocalizerConfig().fine_strong_score
+    assert est["auto"].pose["patch_ms"] == 0.0 < est["always"].pose["patch_ms"]
+    # no attitude: the patches may reveal a tilt (a homography), so "auto" searches them
+    no_att = Localizer(town_index, encoder, LocalizerConfig(refine="never")).localize(
+        img, camera=INTR, heading_deg=kw["heading_deg"], altitude_m=pose.alt_m)
+    assert "patches" not in no_att.pose and no_att.pose["patches_tested"] > 0
+    with pytest.raises(ConfigError, match="fine_patches"):
+        LocalizerConfig(fine_patches="never")
 
 
 def test_an_index_with_a_polish_level_places_dense_fixes_on_it(tmp_path, encoder, town):

@@ -11,6 +11,8 @@ from ..errors import ConfigError
 FEATURES = ("sift",)
 #: ``refine`` policies
 REFINE_POLICIES = ("auto", "always", "never")
+#: ``fine_patches`` policies
+PATCH_POLICIES = ("auto", "always")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class LocalizerConfig:
         fine_patch_search_cells: a patch is searched this many cells around its predicted place (at least 2 coarse cells).
         fine_patch_min_z: a patch counts when its peak is this many robust sigmas above its neighbourhood.
         fine_patch_tol_cells: a patch agrees with the fitted transform within this many cells.
+        fine_patches: "auto" searches the patches only where they can change the outcome; "always" on every fix.
+            Where: a homography (tilt) to fit, or a dense score not yet strong without them (their
+            weights in the score are positive: no agreeing patch is the least they can add).
+            "always" for plots that show them and for calibration.
         fine_polish_cells: re-place the fine peak at the next finer index level within this many cells (0 = off).
             When the index has a finer level, the winning hypothesis is correlated there once more
             near the peak: the position to a third of the finer cell.
@@ -142,6 +148,7 @@ class LocalizerConfig:
     fine_patch_tol_cells: float = 1.5
     fine_homography_min: int = 12
     fine_polish_cells: int = 2
+    fine_patches: str = "auto"
     fine_heading_step_deg: float = 2.5
     fine_max_heading_bins: int = 9
     fine_scale_step: float = 0.05
@@ -219,7 +226,7 @@ class LocalizerConfig:
     }
     #: upper bounds with the same purpose (a ratio test that accepts everything is no test)
     SAFETY_MAX = {"ratio": 0.9, "ransac_px": 10.0, "fine_patch_tol_cells": 3.0, "guided_radius_m": 100.0}
-    CHOICES = {"refine": REFINE_POLICIES}
+    CHOICES = {"refine": REFINE_POLICIES, "fine_patches": PATCH_POLICIES}
 
     def __post_init__(self) -> None:
         # the safety bounds first: a value that would disable integrity says so, whatever else is wrong
@@ -251,6 +258,8 @@ class LocalizerConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.refine not in REFINE_POLICIES:
             raise ConfigError(f"refine must be one of {REFINE_POLICIES}, got {self.refine!r}")
+        if self.fine_patches not in PATCH_POLICIES:
+            raise ConfigError(f"fine_patches must be one of {PATCH_POLICIES}, got {self.fine_patches!r}")
         if not self.fine_methods or any(m not in ("cfog", "foenet") for m in self.fine_methods):
             raise ConfigError(f"fine_methods must name 'cfog' and/or 'foenet', got {self.fine_methods!r}")
         if not (self.coast_accel_sigma >= self.accel_sigma):

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import CameraError
 from ..geo import CameraIntrinsics
 from ..geo.camera import ground_to_image_homography
+from .fine_score import score_without_patches
 from .overlap import (
     Hypothesis,
     OverlapResult,
@@ -216,7 +217,8 @@ class FineStage:
                 rival = max(rival, other.z_peak)
                 break
         t_coarse = (time.perf_counter() - t0) * 1000.0
-        fix = self.refine(frame, cam, best, sensors, allow_homography=allow_homography, cache=cache["frame"])
+        fix = self.refine(frame, cam, best, sensors, allow_homography=allow_homography, cache=cache["frame"],
+                          rival_z=rival)
         if fix is not None:
             fix.rival_z, fix.region = rival, ri
             fix.info["coarse_ms"] = t_coarse
@@ -269,10 +271,15 @@ class FineStage:
         return res
 
     def refine(self, frame, cam, coarse: OverlapResult, sensors: Sensors, allow_homography: bool = True,
-               cache: dict | None = None) -> FineFix | None:
+               cache: dict | None = None, rival_z: float | None = None) -> FineFix | None:
         """Refine a coarse placement at ~2x finer cells: the whole frame again with heading and scale
         bins half as wide (position, heading, altitude), then patches of it (independent evidence, and
-        a homography -- the tilt -- when the attitude is unknown). None when the fine search fails."""
+        a homography -- the tilt -- when the attitude is unknown). None when the fine search fails.
+
+        ``rival_z``: the best rival place's coarse z (default: the window's second peak). With
+        ``fine_patches="auto"`` the patches are skipped when no homography is to be fitted and the
+        score is already strong without them (``info["patches"] = "skipped"``): on a map of
+        another year they seldom agree and cost a third of a tracking frame."""
         cfg = self.cfg
         fp = _footprint_width(cam, coarse.hyp)
         # the finest level whose template stays within 1.5x the target size, finer than the coarse pass
@@ -317,6 +324,15 @@ class FineStage:
         T = np.array([[1.0, 0.0, xy[0]], [0.0, 1.0, xy[1]], [0.0, 0.0, 1.0]])
         H, model = T @ H_g_from_img, "template"
         t1 = time.perf_counter()
+        homography = sensors.attitude is None and allow_homography
+        if cfg.fine_patches == "auto" and not homography:
+            p0 = score_without_patches(coarse.z_peak, coarse.z_second if rival_z is None else rival_z, res.z_peak,
+                                       cfg.fine_score_weights)
+            if p0 is not None and p0 >= cfg.fine_strong_score:
+                info.update(patches="skipped", patch_inliers=0, patches_tested=0, patch_rms_m=math.nan,
+                            fit_model=model, fine_ms=(t1 - t0) * 1000.0, patch_ms=0.0)
+                return FineFix(xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, 0, 0,
+                               cell, -1, hyp, np.zeros((0, 2)), np.zeros((0, 2)), info)
         # 2. patches of the frame: do its parts agree (evidence), and is there tilt to explain (homography)?
         tmpl = [res.template] if res.template is not None else make_templates(frame, cam, [hyp], cell, self.extractors,
                                                                                max_cells=4 * cells, cache=cache)
@@ -335,7 +351,7 @@ class FineStage:
             src, dst, z, tested = patch_correspondences(t, win, xy, patch_cells=P, stride=max(1, P // 2), search_cells=S,
                                                         min_z=cfg.fine_patch_min_z, device=self.device)
             fit = fit_patches(src, dst, z, tested, cell, tol_cells=cfg.fine_patch_tol_cells,
-                              homography_min=cfg.fine_homography_min if sensors.attitude is None and allow_homography else 10**9)
+                              homography_min=cfg.fine_homography_min if homography else 10**9)
             if fit is not None:
                 src, dst, inliers, rms = fit.src, fit.dst, fit.inliers, fit.rms_m
                 if fit.model == "homography":

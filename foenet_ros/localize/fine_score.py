@@ -30,8 +30,23 @@ def dense_features(fix) -> list[float]:
 
 def dense_score(fix, weights) -> float:
     """Probability (0-1) that the dense fix found the right place, from the calibrated weights."""
+    return score_of(dense_features(fix), weights)
+
+
+def score_of(features, weights) -> float:
+    """``sigmoid(w0 + w . features)`` for a feature vector in the order of :data:`FEATURES`."""
     w = np.asarray(weights, dtype=np.float64)
-    x = np.asarray(dense_features(fix), dtype=np.float64)
+    x = np.asarray(features, dtype=np.float64)
     if w.shape != (len(FEATURES) + 1,):
         raise ValueError(f"fine_score_weights needs {len(FEATURES) + 1} numbers (bias + {FEATURES}), got {len(w)}")
     return float(1.0 / (1.0 + math.exp(-float(np.clip(w[0] + w[1:] @ x, -50, 50)))))
+
+
+def score_without_patches(z_peak: float, rival_z: float, fine_z: float, weights) -> float | None:
+    """The score before the patches are searched, with none of them agreeing: the least they can
+    leave it at when their weights are >= 0 (then None is never returned); None when a negative
+    patch weight means patches could lower it."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w[3] < 0 or w[4] < 0:
+        return None
+    return score_of([z_peak, z_peak - rival_z, 0.0, 0.0, fine_z if math.isfinite(fine_z) else 0.0], w)

@@ -11,13 +11,14 @@ Shapes (C feature channels, R hypotheses, a window of H x W cells, templates of 
 
     template feats  [R, C, h, w] float32, masks [R, h, w]
     window feats    [C, H, W]    float32, valid [H, W]
-    scores, overlap [R, H+h-1, W+w-1]     (full correlation: every placement that overlaps)
+    scores, overlap [R, H-h+1, W-w+1]     (valid correlation: every placement inside the window;
+                    [R, H+h-1, W+w-1] in full mode, for a window smaller than a template)
 
 Geometry. A template cell (i, j) lies at ground offset ``anchor + (j * c, -i * c)`` from the camera
 nadir (the point straight below the camera; for a frame without intrinsics, the ground point at
-the image centre). A window cell (a, b) lies at ``origin + (b * c, -a * c)``. The full-correlation
-index (u, v) puts template cell (0, 0) on window cell (u - h + 1, v - w + 1), so the nadir of
-that placement is ``origin + ((v - w + 1) * c, -(u - h + 1) * c) - anchor``.
+the image centre). A window cell (a, b) lies at ``origin + (b * c, -a * c)``. The valid-correlation
+index (u, v) puts template cell (0, 0) on window cell (u, v), so the nadir of that placement is
+``origin + (v * c, -u * c) - anchor`` (full mode: on window cell (u - h + 1, v - w + 1)).
 
 No rclpy, no model: the caller hands in feature extractors (``foenet_ros.features``) and the
 map window (``foenet_ros.index.fine``).
@@ -309,29 +310,49 @@ def _stack_templates(templates: list[Template], weights=None) -> tuple[np.ndarra
 
 
 def xcorr(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: np.ndarray,
-          device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Full masked cross-correlation by FFT.
+          device: torch.device | str = "cpu", mode: str = "full") -> tuple[np.ndarray, np.ndarray]:
+    """Masked cross-correlation by FFT.
 
     Args:
         T: [R, C, h, w] zero-mean masked templates; M: [R, h, w] their masks; n_valid: [R].
         F: [B, C, H, W] windows (B = 1: one window for every template, or B = R: one each);
         FV: [B, H, W] window validity (float or bool).
+        mode: "full" -- every placement that overlaps the window, transforms of size (H+h-1, W+w-1);
+            "valid" -- only the placements fully inside it (H >= h, W >= w), by circular correlation
+            at the window's own size: no placement of those wraps around, and the transforms are
+            2-4x smaller (the window is usually built to hold every placement of interest).
 
     Returns:
-        ``(scores, overlap)`` each [R, H+h-1, W+w-1]: ``num / sqrt(cnt * n_valid)`` and ``cnt / n_valid``.
+        ``(scores, overlap)``, ``num / sqrt(cnt * n_valid)`` and ``cnt / n_valid``, each
+        [R, H+h-1, W+w-1] (full; index (u, v) puts template cell (0, 0) on window cell (u-h+1, v-w+1))
+        or [R, H-h+1, W-w+1] (valid; on window cell (u, v)).
     """
     R, C, h, w = T.shape
     H, W = F.shape[-2:]
-    U, V = H + h - 1, W + w - 1
-    fh, fw = _fast_len(U), _fast_len(V)
+    if mode == "full":
+        U, V = H + h - 1, W + w - 1
+        fh, fw = _fast_len(U), _fast_len(V)
+    elif mode == "valid":
+        if H < h or W < w:
+            raise ValueError(f"valid correlation needs a window at least the template's size, got {(H, W)} < {(h, w)}")
+        U, V = H - h + 1, W - w + 1
+        fh, fw = _fast_len(H), _fast_len(W)
+    else:
+        raise ValueError(f"mode must be 'full' or 'valid', got {mode!r}")
     dev = torch.device(device)
     with torch.inference_mode():
-        Tt = torch.from_numpy(np.ascontiguousarray(T[:, :, ::-1, ::-1])).to(dev)
-        Mt = torch.from_numpy(np.ascontiguousarray(M[:, ::-1, ::-1])).to(dev)
+        if mode == "full":  # convolution with the flipped template = correlation, every overlap
+            Tt = torch.from_numpy(np.ascontiguousarray(T[:, :, ::-1, ::-1])).to(dev)
+            Mt = torch.from_numpy(np.ascontiguousarray(M[:, ::-1, ::-1])).to(dev)
+            spec = lambda x: torch.fft.rfft2(x, s=(fh, fw))  # noqa: E731
+        else:  # circular correlation: conj(FFT(template)) * FFT(window)
+            Tt = torch.from_numpy(np.ascontiguousarray(T)).to(dev)
+            Mt = torch.from_numpy(np.ascontiguousarray(M)).to(dev)
+            spec = lambda x: torch.fft.rfft2(x, s=(fh, fw)).conj()  # noqa: E731
         Fw = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev), s=(fh, fw))
         Mw = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev), s=(fh, fw))
-        num = torch.fft.irfft2((torch.fft.rfft2(Tt, s=(fh, fw)) * Fw).sum(dim=1), s=(fh, fw))[:, :U, :V]
-        cnt = torch.fft.irfft2(torch.fft.rfft2(Mt, s=(fh, fw)) * Mw, s=(fh, fw))[:, :U, :V].clamp(min=0.0)
+        num = torch.fft.irfft2((spec(Tt) * Fw).sum(dim=1), s=(fh, fw))[:, :U, :V]
+        cnt = torch.fft.irfft2(spec(Mt) * Mw, s=(fh, fw))[:, :U, :V].clamp(min=0.0)
         nv = torch.from_numpy(n_valid).to(dev)[:, None, None]
         scores = num / torch.sqrt(cnt.clamp(min=1.0) * nv)
         overlap = cnt / nv
@@ -402,25 +423,28 @@ def correlate(templates: list[Template], window: MapWindow, weights: np.ndarray 
     valid map cells, and ``cnt`` counts them. The score is ``num / sqrt(cnt * n_valid)``: the mean
     dot product, damped where only part of the template overlaps the map.
 
-    The FFT computes every placement that overlaps the window (full mode); direct convolution only
-    those fully inside it (valid mode: the window then must hold every placement of interest). The
-    returned ``offset`` says which: index (u, v) puts template cell (0, 0) on window cell
-    (u - offset, v - offset) with offset = h - 1 (full; rows) / w - 1 (columns), or 0 (valid).
+    A window at least the template's size gets the placements fully inside it (valid mode: the
+    window then must hold every placement of interest, as the fine stage's windows do), by direct
+    convolution or by FFT at the window's size, whichever is cheaper; a smaller window gets every
+    placement that overlaps it, by FFT (full mode). The returned ``full`` says which: index (u, v)
+    puts template cell (0, 0) on window cell (u - h + 1, v - w + 1) (full) or (u, v) (valid).
 
     Returns:
         ``(scores [R, U, V], overlap [R, U, V] = cnt / n_valid, (h, w) padded template size, full)``
-        where ``full`` is 1 for the FFT's full mode and 0 for valid mode.
+        where ``full`` is 1 for full mode and 0 for valid mode.
     """
     T, M, n_valid = _stack_templates(templates, weights)
     R, C, h, w = T.shape
     H, W = window.shape
     if H >= h and W >= w:
         direct = float(R * C * h * w) * (H - h + 1) * (W - w + 1)
-        fh, fw = _fast_len(H + h - 1), _fast_len(W + w - 1)
+        fh, fw = _fast_len(H), _fast_len(W)
         fft = float((R + 1) * C + 2 * R + 1) * fh * fw * math.log2(fh * fw) * 2.5
         if direct < fft:
             scores, overlap = xcorr_valid(T, M, n_valid, window.feats, window.valid, device)
-            return scores, overlap, (h, w), 0
+        else:
+            scores, overlap = xcorr(T, M, n_valid, window.feats[None], window.valid[None], device, mode="valid")
+        return scores, overlap, (h, w), 0
     scores, overlap = xcorr(T, M, n_valid, window.feats[None], window.valid[None], device)
     return scores, overlap, (h, w), 1
 
@@ -654,11 +678,9 @@ def patch_correspondences(template: Template, window: MapWindow, xy0: np.ndarray
     if not patches:
         return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0
     T, M, n_valid = _stack_templates(patches)
-    # each patch against its own neighbourhood (batched FFTs: twice as fast as a grouped convolution
-    # here), keeping the fully-inside placements: (2S+1) x (2S+1)
-    scores, overlap = xcorr(T, M, n_valid, np.stack(locals_f), np.stack(locals_v), device)
-    scores = scores[:, P - 1 : P + 2 * S, P - 1 : P + 2 * S]
-    overlap = overlap[:, P - 1 : P + 2 * S, P - 1 : P + 2 * S]
+    # each patch against its own neighbourhood (batched FFTs at the neighbourhood's size: faster
+    # than a grouped convolution here), the fully-inside placements: (2S+1) x (2S+1)
+    scores, overlap = xcorr(T, M, n_valid, np.stack(locals_f), np.stack(locals_v), device, mode="valid")
     src, dst, zs = [], [], []
     for k in range(len(patches)):
         reg, ok = scores[k], overlap[k] >= 0.9
