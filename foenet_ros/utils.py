@@ -82,6 +82,23 @@ def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821 - torc
     return torch.device(device)
 
 
+def channel_max(img: "np.ndarray") -> "np.ndarray":  # noqa: F821 - numpy/cv2 imported lazily
+    """``[H, W, C]`` uint8 -> ``[H, W]`` per-pixel maximum over the channels (``[H, W]`` as is).
+
+    The same as ``img.max(axis=2)``, 20-40x faster: numpy reduces a short last axis pixel by
+    pixel (14 ms for a 960x540 RGB frame, 0.3 ms with OpenCV's per-plane maximum).
+    """
+    if img.ndim == 2 or img.shape[2] == 1:
+        return img.reshape(img.shape[:2])
+    import cv2
+
+    planes = cv2.split(img)
+    out = planes[0]
+    for p in planes[1:]:
+        out = cv2.max(out, p)
+    return out
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file, read in chunks (maps, checkpoints and index files can be large)."""
     h = hashlib.sha256()

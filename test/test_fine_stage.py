@@ -316,3 +316,16 @@ def test_valid_fft_correlation_is_the_inside_part_of_the_full_one(town):
     np.testing.assert_allclose(s_val, s_dir, atol=1e-4)
     with pytest.raises(ValueError, match="at least the template's size"):
         xcorr(T, M, n, F[None, :, :20], V[None, :20], mode="valid")
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (20, 31, 4), (16, 16, 1), (16, 16)])
+def test_channel_max_equals_numpys(shape):
+    """The per-plane maximum the templates' data masks use is exactly numpy's max over channels."""
+    from foenet_ros.utils import channel_max
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 4, size=shape, dtype=np.uint8)  # many zeros: the no-data test matters
+    want = img.max(axis=2) if img.ndim == 3 else img
+    got = channel_max(img)
+    assert got.shape == shape[:2] and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)

@@ -34,6 +34,7 @@ from ..errors import CameraError
 from ..features import dense_extractor
 from ..features.local import SiftDetector
 from ..geo.validate import check_altitude, check_attitude_pair, validate_heading
+from ..utils import channel_max
 from .budget import altitude_consistent, error_budget, on_map, tilt_consistent
 from .config import LocalizerConfig
 from .estimate import Candidate, GeoEstimate, Prior, validate_prior
@@ -784,7 +785,7 @@ def _box_around(pts: np.ndarray, margin: float) -> tuple[float, float, float, fl
 
 def _data_mask(img: np.ndarray) -> np.ndarray:
     """Where the image has data (black borders of rotated / undistorted frames carry no keypoints)."""
-    return cv2.erode((img.max(axis=2) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+    return cv2.erode((channel_max(img) > 3).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
 
 
 def _ms(t0: float) -> float:

@@ -37,6 +37,7 @@ from ..errors import CameraError
 from ..features import FeatureGrid
 from ..geo import CameraIntrinsics, CameraPose
 from ..geo.camera import ground_to_image_homography, image_to_ground
+from ..utils import channel_max
 
 #: frames without intrinsics are treated as a nadir pinhole camera with this field of view; the
 #: "altitude" hypothesis then only sets the footprint size (ground width = 2 alt tan(hfov / 2))
@@ -197,7 +198,7 @@ def render_template(frame: np.ndarray, cam: CameraIntrinsics, hyp: Hypothesis, c
     valid = cv2.warpPerspective(ones, H, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     # black borders of an undistorted / rotated input carry no data either
-    valid &= img.max(axis=2) > 0 if img.ndim == 3 else img > 0
+    valid &= channel_max(img) > 0
     return img, valid, anchor
 
 
