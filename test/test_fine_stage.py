@@ -88,6 +88,16 @@ def test_direct_and_fft_correlation_agree(town):
     h, w = T.shape[2:]
     np.testing.assert_allclose(s_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], s_val, atol=1e-4)
     np.testing.assert_allclose(o_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], o_val, atol=1e-4)
+    # the FFT at the window's own size (circular, valid mode) gives exactly those placements too,
+    # also for window sizes that the FFT pads
+    for F2, V2 in ((F, V), (F[:, :-3, :-1], V[:-3, :-1])):
+        s_c, o_c = xcorr(T, M, n, F2[None], V2[None], mode="valid")
+        s_d, o_d = xcorr_valid(T, M, n, F2, V2)
+        assert s_c.shape == (2, F2.shape[1] - h + 1, F2.shape[2] - w + 1)
+        np.testing.assert_allclose(s_c, s_d, atol=1e-4)
+        np.testing.assert_allclose(o_c, o_d, atol=1e-4)
+    with pytest.raises(ValueError, match="at least the template's size"):
+        xcorr(T, M, n, F[None, :, :20], V[None, :20], mode="valid")
 
 
 def test_few_placements_are_computed_one_by_one_and_agree_with_conv2d(town, monkeypatch):
@@ -294,28 +304,6 @@ def test_orientation_diversity_separates_ground_from_test_patterns():
     for pattern in (stripes, checker, ramp):
         assert orientation_diversity(pattern) < 3.0
     assert orientation_diversity(np.full((240, 320, 3), 128, np.uint8)) == 0.0
-
-
-def test_valid_fft_correlation_is_the_inside_part_of_the_full_one(town):
-    """The FFT at the window's own size (circular) gives exactly the fully-inside placements."""
-    from foenet_ros.localize.overlap import _stack_templates, xcorr, xcorr_valid
-
-    grid = _grid(town, 2.0)
-    rng = np.random.default_rng(2)
-    ts = [Template(grid.feats[:, 30:60, 40:75].copy(), rng.random((30, 35)) > 0.1, np.zeros(2), Hypothesis(0, 1))
-          for _ in range(3)]
-    T, M, n = _stack_templates(ts)
-    F, V = grid.feats[:, 20:97, 30:111], grid.valid[20:97, 30:111]  # odd sizes: padded FFT lengths
-    h, w = T.shape[2:]
-    s_full, o_full = xcorr(T, M, n, F[None], V[None])
-    s_val, o_val = xcorr(T, M, n, F[None], V[None], mode="valid")
-    assert s_val.shape == (3, F.shape[1] - h + 1, F.shape[2] - w + 1)
-    np.testing.assert_allclose(s_val, s_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], atol=1e-4)
-    np.testing.assert_allclose(o_val, o_full[:, h - 1 : F.shape[1], w - 1 : F.shape[2]], atol=1e-4)
-    s_dir, _ = xcorr_valid(T, M, n, F, V)
-    np.testing.assert_allclose(s_val, s_dir, atol=1e-4)
-    with pytest.raises(ValueError, match="at least the template's size"):
-        xcorr(T, M, n, F[None, :, :20], V[None, :20], mode="valid")
 
 
 @pytest.mark.parametrize("shape", [(37, 53, 3), (20, 31, 4), (16, 16, 1), (16, 16)])
