@@ -325,20 +325,17 @@ class FineStage:
         H, model = T @ H_g_from_img, "template"
         t1 = time.perf_counter()
         homography = sensors.attitude is None and allow_homography
-        if cfg.fine_patches == "auto" and not homography:
-            p0 = score_without_patches(coarse.z_peak, coarse.z_second if rival_z is None else rival_z, res.z_peak,
-                                       cfg.fine_score_weights)
-            if p0 is not None and p0 >= cfg.fine_strong_score:
-                info.update(patches="skipped", patch_inliers=0, patches_tested=0, patch_rms_m=math.nan,
-                            fit_model=model, fine_ms=(t1 - t0) * 1000.0, patch_ms=0.0)
-                return FineFix(xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, 0, 0,
-                               cell, -1, hyp, np.zeros((0, 2)), np.zeros((0, 2)), info)
-        # 2. patches of the frame: do its parts agree (evidence), and is there tilt to explain (homography)?
-        tmpl = [res.template] if res.template is not None else make_templates(frame, cam, [hyp], cell, self.extractors,
-                                                                               max_cells=4 * cells, cache=cache)
         src = dst = np.zeros((0, 2))
         inliers = tested = 0
         rms = math.nan
+        tmpl = []
+        searched = self._patches_can_matter(coarse, res.z_peak, homography, rival_z)
+        if searched:
+            # 2. patches of the frame: do its parts agree (evidence), and is there tilt to explain (homography)?
+            tmpl = [res.template] if res.template is not None else make_templates(
+                frame, cam, [hyp], cell, self.extractors, max_cells=4 * cells, cache=cache)
+        else:
+            info["patches"] = "skipped"
         if tmpl:
             t = tmpl[0]
             S = cfg.fine_patch_search_cells
@@ -359,10 +356,21 @@ class FineStage:
             else:
                 src = dst = np.zeros((0, 2))
         info.update(patch_inliers=inliers, patches_tested=tested, patch_rms_m=rms, fit_model=model,
-                    fine_ms=(t1 - t0) * 1000.0, patch_ms=(time.perf_counter() - t1) * 1000.0)
+                    fine_ms=(t1 - t0) * 1000.0, patch_ms=(time.perf_counter() - t1) * 1000.0 if searched else 0.0)
         return FineFix(xy, res.cov, hyp.heading_grid_deg, hyp.alt_m, H, model, coarse, coarse.z_second, inliers,
                        tested, rms if math.isfinite(rms) else cell, -1, hyp, src, dst, info)
 
+
+    def _patches_can_matter(self, coarse: OverlapResult, fine_z: float, homography: bool,
+                            rival_z: float | None) -> bool:
+        """Whether searching the patches can change the outcome (always, with ``fine_patches="always"``):
+        a homography to fit, or a score that is not yet strong with none of them agreeing."""
+        cfg = self.cfg
+        if cfg.fine_patches == "always" or homography:
+            return True
+        p0 = score_without_patches(coarse.z_peak, coarse.z_second if rival_z is None else rival_z, fine_z,
+                                   cfg.fine_score_weights)
+        return p0 is None or p0 < cfg.fine_strong_score
 
     def polish(self, frame, cam, hyp: Hypothesis, xy0: np.ndarray, level: int, cache: dict | None = None) -> np.ndarray | None:
         """The nadir of ``hyp``'s template at ``level`` (finer than the fine pass), within
