@@ -205,6 +205,12 @@ def test_fine_store_windows_and_keypoints(town, tmp_path):
     assert np.isnan(z).all() and len(z) == len(xy)  # built without a surface model
     assert len(xy) > 20 and desc.dtype == np.uint8 and desc.shape[1] == 128
     assert np.all((xy[:, 0] >= xmin + 50) & (xy[:, 0] <= xmin + 150) & (xy[:, 1] >= ymin + 50) & (xy[:, 1] <= ymin + 120))
+    # by id: overlapping windows share their keypoints' ids (the screen searches their union once)
+    ids = store.keypoint_ids((xmin + 50, ymin + 50, xmin + 150, ymin + 120))
+    assert np.array_equal(store.keypoints_at(ids, "upright")[0], xy) and np.all(np.diff(ids) > 0)
+    right = store.keypoint_ids((xmin + 100, ymin + 50, xmin + 200, ymin + 120))
+    both = np.intersect1d(ids, right)
+    assert len(both) and np.all(store.keypoints_at(both, "upright")[0][:, 0] >= xmin + 100)
 
 
 def test_a_polish_level_is_stored_on_request_and_never_searched(town, tmp_path):
@@ -250,6 +256,24 @@ def test_sift_detector_gives_both_flavours(town):
     kp = SiftDetector(500).detect(town.image[:400, :400])
     assert len(kp) > 50 and set(kp.desc) == {"upright", "oriented"}
     assert kp.desc["upright"].shape == kp.desc["oriented"].shape == (len(kp), 128)
+    # one pyramid (detectAndCompute) gives what detect() then compute() give, with a mask too; the
+    # index's cached map keypoints were made the second way and must stay comparable
+    import cv2
+
+    from foenet_ros.features.local import root_sift_u8
+
+    img = town.image[:400, :400]
+    mask = np.ones(img.shape[:2], np.uint8)
+    mask[:, :120] = 0
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    sift = cv2.SIFT_create(nfeatures=500, contrastThreshold=0.03)
+    ref_kp, ref_d = sift.compute(gray, sift.detect(gray, mask * 255))
+    for flavours in (("oriented",), ("upright", "oriented")):
+        got = SiftDetector(500).detect(img, mask.astype(bool), flavours)
+        assert np.array_equal(got.xy, np.array([k.pt for k in ref_kp], np.float32)) and np.all(got.xy[:, 0] >= 119)
+        assert np.array_equal(got.desc["oriented"], root_sift_u8(ref_d))
+    up = SiftDetector(500).detect(img, mask.astype(bool), ("upright",))
+    assert np.array_equal(up.desc["upright"], got.desc["upright"]) and np.array_equal(up.xy, got.xy)
 
 
 def test_error_budget_and_plausibility():

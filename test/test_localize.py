@@ -427,3 +427,77 @@ def test_frame_budget_with_a_known_heading_stops_before_the_fine_pass(town_index
         img, camera=INTR, heading_deg=heading_true, altitude_m=pose.alt_m)
     assert stopped.status in ("lost", "retrieval") and stopped.pose.get("budget_stopped_ms")
     assert "dense_fine_z" not in stopped.pose  # the fine pass never ran
+
+
+def test_nearest_k_rootsift_agrees_with_the_exact_search():
+    """The screen's k-NN (GEMM + top-k by dot product, exact distances of the pool) finds the exact
+    nearest neighbours of RootSIFT descriptors, nearest first, with their true distances."""
+    from foenet_ros.features.local import nearest_k_rootsift, root_sift_u8
+
+    rng = np.random.default_rng(9)
+    base = rng.random((4000, 128), dtype=np.float32) ** 4
+    d2 = root_sift_u8(base)
+    noisy = base[rng.choice(4000, 150)] * rng.uniform(0.7, 1.3, (150, 128)).astype(np.float32)
+    d1 = np.concatenate([root_sift_u8(noisy), root_sift_u8(rng.random((50, 128), dtype=np.float32) ** 4)])
+    idx, dist = nearest_k_rootsift(d1, d2, 4)
+    exact = np.sqrt(((d1[:, None, :].astype(np.float64) - d2[None].astype(np.float64)) ** 2).sum(-1))  # [200, 4000]
+    ref = np.sort(exact, axis=1)[:, :4]
+    np.testing.assert_allclose(dist, ref, rtol=1e-5, atol=1e-3)  # the 4 nearest distances, in order
+    assert np.array_equal(idx[:, 0], exact.argmin(axis=1))
+    assert np.allclose(np.take_along_axis(exact, idx, 1), dist, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory, encoder):
+    """A 1 x 0.6 km synthetic map (one tile scale): room for candidates whose windows miss the view."""
+    from foenet_ros.geo import synthetic_map
+
+    mp = synthetic_map(size_m=(1000.0, 600.0), gsd_m=0.5, seed=11)
+    out = tmp_path_factory.mktemp("wide") / "index"
+    build_index(mp, encoder, out, IndexConfig(hfov_deg=70.0, image_size=(640, 480), alt_range_m=(90.0, 110.0),
+                                                  max_tilt_deg=10.0), progress=False)
+    return mp, TileIndex.load(out)
+
+
+def test_keypoint_screen_finds_a_tile_that_retrieval_ranked_low(wide, encoder, monkeypatch):
+    """Heading unknown and the right tile ranked below 8 wrong ones by retrieval: the screen (the
+    frame's strongest keypoints against every candidate's map keypoints at once) gives it the votes, it
+    is the only candidate fitted after the first, and the fix comes in the first round. Without the
+    screen every candidate in turn is fitted, then the upright retries and the sweep run, and the fix
+    comes in the second round ("+more")."""
+    from foenet_ros.localize import localizer as L
+
+    town, index = wide
+    pose = CameraPose(town.bounds_xy[0] + 500.0, town.bounds_xy[1] + 300.0, 100.0, heading_deg=40.0, pitch_deg=5.0)
+    img, _ = render_view(town, INTR, pose)
+    gx, gy = image_center_ground(INTR, pose)
+    seen: dict[str, list] = {}
+    search = L.search_candidates
+
+    def demoted(*a, **k):
+        cands, rotation = search(*a, **k)
+        h = 1.6 / 2 * max(c.size_m for c in cands) + 80.0  # the window (crop_factor 1.6) and half a footprint
+        far = [c for c in cands if abs(c.center_xy[0] - gx) > h or abs(c.center_xy[1] - gy) > h]
+        near = [c for c in cands if c not in far]
+        seen["far"], seen["near"] = far, near
+        return far[:8] + near + far[8:], rotation
+
+    monkeypatch.setattr(L, "search_candidates", demoted)
+    fit = L.fit_keypoints
+    out = {}
+    for screen in (128, 0):
+        fits: list[int] = []
+        monkeypatch.setattr(L, "fit_keypoints", lambda *a, _f=fits, **k: (_f.append(1), fit(*a, **k))[1])
+        loc = Localizer(index, encoder, LocalizerConfig(keypoint_screen=screen))
+        est = loc.localize(img, camera=INTR)
+        assert len(seen["far"]) >= 8 and seen["near"], "the test needs 8 wrong places ranked first"
+        assert est.status == "verified" and math.hypot(est.x - pose.x, est.y - pose.y) < 1.0, est.pose
+        out[screen] = (len(fits), est.pose["search"], est.pose["keypoint_rank"], [c.votes for c in seen["near"]],
+                       [c.votes for c in seen["far"]])
+    n, mode, rank, near_votes, far_votes = out[128]
+    assert mode == "global" and rank >= 8 and n <= 3, out[128]
+    assert max(near_votes) >= 10 * max(1, max(far_votes[1:])), out[128]  # the first is fitted, not screened
+    n0, mode0, _, votes0, _ = out[0]
+    assert mode0 == "global+more" and n0 > 10 and set(votes0) == {-1}, out[0]
+    with pytest.raises(ConfigError, match="keypoint_screen"):
+        LocalizerConfig(keypoint_screen=-1)

@@ -65,14 +65,18 @@ class SiftDetector:
         """Keypoints of an RGB ``[H,W,3]`` or grey ``[H,W]`` uint8 image; ``mask`` uint8/bool (0 = ignore)."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         m = None if mask is None else (mask.astype(np.uint8) * 255 if mask.dtype == bool else mask)
-        kps = self._sift.detect(gray, m)
-        if not kps:
-            return Keypoints.empty(flavours)
         out: dict[str, np.ndarray] = {}
-        kept = kps
         if "oriented" in flavours:
-            kept, d = self._sift.compute(gray, kps)
-            out["oriented"] = root_sift_u8(d) if d is not None else np.zeros((0, 128), np.uint8)
+            # one scale-space pyramid for detection and description: detect() then compute() builds it
+            # twice (the same keypoints and descriptors, ~1.5x the time: 196 vs 132 ms at 640 x 480)
+            kept, d = self._sift.detectAndCompute(gray, m)
+            if kept:
+                out["oriented"] = root_sift_u8(d) if d is not None else np.zeros((0, 128), np.uint8)
+        else:
+            kept = self._sift.detect(gray, m)
+        if not kept:
+            return Keypoints.empty(flavours)
+        kept = list(kept)
         if "upright" in flavours:
             up = [cv2.KeyPoint(k.pt[0], k.pt[1], k.size, 0.0, k.response, k.octave, k.class_id) for k in kept]
             up, d = self._sift.compute(gray, up)
@@ -98,11 +102,41 @@ def nearest_two(d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     brute-force matcher for the ~2,000 x 10,000 descriptors of a frame against a map region,
     which dominated a cold start's worst frames.
     """
+    return nearest_k(d1, d2, 2)
+
+
+def nearest_k_rootsift(d1: np.ndarray, d2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_k` for a few hundred RootSIFT queries against a large set (``d2`` of ~10^5
+    rows): one GEMM and a top-k in torch. FAISS's exact search costs as much for 128 queries as for
+    2,000 there (~450 ms against 60,000 descriptors on 2 cores); this scales with the queries
+    (~100 ms for 128 against 85,000).
+
+    RootSIFT descriptors have unit L2 norm (x 255 before rounding to uint8), so the nearest ones are
+    those with the largest dot products, to within the rounding: ``2k + 4`` are taken by dot product,
+    their exact distances computed and the ``k`` nearest kept. Returns ``(idx [N,k] int64,
+    dist [N,k] float32)``, nearest first; needs ``M >= 2k + 4``.
+    """
+    import torch
+
+    q = np.ascontiguousarray(d1, dtype=np.float32)
+    b = np.ascontiguousarray(d2)
+    dots = torch.mm(torch.from_numpy(q), torch.from_numpy(b).float().T)  # [N, M]
+    _, pool = torch.topk(dots, 2 * k + 4, dim=1, largest=True, sorted=False)
+    pool = pool.numpy().astype(np.int64)
+    diff = q[:, None, :] - b[pool].astype(np.float32)  # [N, k+2, 128]
+    dist = np.sqrt(np.einsum("nkd,nkd->nk", diff, diff))
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(pool, order, 1), np.take_along_axis(dist, order, 1).astype(np.float32)
+
+
+def nearest_k(d1: np.ndarray, d2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest neighbours in ``d2 [M,128]`` of each row of ``d1 [N,128]``, exact L2 (FAISS):
+    ``(idx [N,k] int64, dist [N,k] float32)``, nearest first; needs ``M >= k``."""
     import faiss
 
     q = np.ascontiguousarray(d1, dtype=np.float32)
     b = np.ascontiguousarray(d2, dtype=np.float32)
-    dist2, idx = faiss.knn(q, b, 2)
+    dist2, idx = faiss.knn(q, b, k)
     return idx, np.sqrt(np.maximum(dist2, 0.0))
 
 

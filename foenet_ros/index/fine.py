@@ -479,15 +479,16 @@ class FineStore:
 
         ``gsd_m``: keep the keypoint pyramid levels within a factor 2 of this GSD (all when None).
         """
+        return self.keypoints_at(self.keypoint_ids(box, gsd_m), flavour)
+
+    def keypoint_ids(self, box: tuple[float, float, float, float], gsd_m: float | None = None) -> np.ndarray:
+        """Row numbers ``[N] int64`` (ascending) of the stored keypoints inside ``box`` (frame metres), at
+        the pyramid levels within a factor 2 of ``gsd_m`` (all when None): the ids several overlapping
+        windows share, so that their union holds each map keypoint once."""
         if not self.has_keypoints:
-            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8), np.zeros(0)
+            return np.zeros(0, np.int64)
         kp = self.entry["keypoints"]
-        if self._kp is None:
-            self._kp = {n: self._load(f"kp_{n}.npy") for n in ("xy", "size", "level", "cells")}
-        if flavour not in self._kp:
-            if flavour not in kp.get("flavours", []):
-                raise IndexCorruptError(f"index has no {flavour!r} keypoint descriptors; rebuild it")
-            self._kp[flavour] = self._load(f"kp_{flavour}.npy")
+        self._load_kp()
         gh, gw = kp["grid_shape"]
         g = float(kp["grid_m"])
         xmin, ymin, xmax, ymax = box
@@ -496,7 +497,7 @@ class FineStore:
         r0 = max(0, int(math.floor((self.origin[1] - ymax) / g)))
         r1 = min(gh - 1, int(math.floor((self.origin[1] - ymin) / g)))
         if c1 < c0 or r1 < r0:
-            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8), np.zeros(0)
+            return np.zeros(0, np.int64)
         starts = self._kp["cells"]
         idx = np.concatenate([np.arange(starts[r * gw + c0], starts[r * gw + c1 + 1]) for r in range(r0, r1 + 1)])
         xy = np.asarray(self._kp["xy"][idx])
@@ -508,11 +509,27 @@ class FineStore:
             if len(ok_levels) == 0:
                 ok_levels = np.array([int(np.argmin(np.abs(np.log2(gsds / gsd_m))))])
             sel &= np.isin(lv, ok_levels)
-        idx = idx[sel]
+        return idx[sel].astype(np.int64)
+
+    def keypoints_at(self, ids: np.ndarray, flavour: str):
+        """The stored keypoints with these row numbers (from :meth:`keypoint_ids`):
+        ``(xy [N,2], size_m [N], desc [N,128] uint8, z [N])``, as :meth:`keypoints_in`."""
+        if not self.has_keypoints:
+            return np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros((0, 128), np.uint8), np.zeros(0)
+        kp = self.entry["keypoints"]
+        self._load_kp()
+        if flavour not in self._kp:
+            if flavour not in kp.get("flavours", []):
+                raise IndexCorruptError(f"index has no {flavour!r} keypoint descriptors; rebuild it")
+            self._kp[flavour] = self._load(f"kp_{flavour}.npy")
         if kp.get("has_z"):
             if "z" not in self._kp:
                 self._kp["z"] = self._load("kp_z.npy")
-            z = np.asarray(self._kp["z"][idx], dtype=np.float64)
+            z = np.asarray(self._kp["z"][ids], dtype=np.float64)
         else:
-            z = np.full(len(idx), np.nan)
-        return xy[sel], np.asarray(self._kp["size"][idx]), np.asarray(self._kp[flavour][idx]), z
+            z = np.full(len(ids), np.nan)
+        return (np.asarray(self._kp["xy"][ids]), np.asarray(self._kp["size"][ids]), np.asarray(self._kp[flavour][ids]), z)
+
+    def _load_kp(self) -> None:
+        if self._kp is None:
+            self._kp = {n: self._load(f"kp_{n}.npy") for n in ("xy", "size", "level", "cells")}

@@ -72,6 +72,11 @@ class LocalizerConfig:
     Keypoint refinement (frame SIFT vs. the index's cached map keypoints):
         refine: "auto" (where it pays: no IMU attitude, or not tracking), "always", "never".
         max_features: keypoints per frame.
+        keypoint_screen: strongest frame keypoints that vote for the candidates (heading unknown; 0 = off).
+            When the best candidate gave no keypoint fix, they are searched against all the other
+            candidates' map keypoints at once (the top_k_more, not only the top_k), which are then fitted
+            in the order of their votes; without it every candidate is fitted in rank order.
+        keypoint_screen_min: candidates with fewer screen votes are not fitted.
         ratio: Lowe ratio test threshold.
         ransac_px: RANSAC reprojection threshold in keypoint-image pixels.
         min_inliers: a keypoint fix needs this many distinct, well-spread inliers.
@@ -175,6 +180,8 @@ class LocalizerConfig:
 
     refine: str = "auto"
     max_features: int = 2000
+    keypoint_screen: int = 128
+    keypoint_screen_min: int = 2
     ratio: float = 0.8
     ransac_px: float = 4.0
     min_inliers: int = 20
@@ -246,6 +253,8 @@ class LocalizerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.fine_polish_cells <= 16):
             raise ConfigError(f"fine_polish_cells must be in 0..16, got {self.fine_polish_cells}")
+        if self.keypoint_screen < 0 or self.keypoint_screen_min < 0:
+            raise ConfigError("keypoint_screen and keypoint_screen_min must be >= 0")
         if self.search_k < self.top_k:
             raise ConfigError(f"search_k ({self.search_k}) must be >= top_k ({self.top_k})")
         if not (0.0 < self.ratio < 1.0):

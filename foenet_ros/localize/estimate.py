@@ -25,6 +25,7 @@ class Candidate:
         inliers: RANSAC homography inliers against the map crop (0 = not verified / failed).
         matches: ratio-test matches before RANSAC.
         position_xy: the drone position this candidate implies (None when verification failed).
+        votes: the keypoint screen's votes for this tile (-1: not screened; see ``keypoint_screen``).
     """
 
     tile_id: int
@@ -34,6 +35,7 @@ class Candidate:
     inliers: int = 0
     matches: int = 0
     position_xy: tuple[float, float] | None = None
+    votes: int = -1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,7 @@ class Candidate:
             "size_m": round(float(self.size_m), 2),
             "inliers": int(self.inliers),
             "matches": int(self.matches),
+            "votes": int(self.votes),
             "position_xy": None if self.position_xy is None else [round(float(v), 2) for v in self.position_xy],
         }
 

@@ -44,7 +44,7 @@ from .overlap import apply_h
 from .pose import PoseFix, homography_fix, pnp_fix
 from .preprocess import (camera_for_frame, check_frame, orientation_diversity, retrieval_queries, rotate_north_up,
                          working_frame)
-from .refine import fit_keypoints, frame_gsd
+from .refine import fit_keypoints, frame_gsd, screen_windows
 from .retrieval import search_candidates
 from .tracker import Tracker
 
@@ -110,6 +110,7 @@ class Localizer:
         self._budget_spent_ms = 0.0  # when the budget stopped the search: the time it had taken (else 0)
         self._budget_factor = 1.0  # this frame's budget / frame_budget_ms (grows after stopped frames)
         self._kp_cache: dict[tuple, tuple] = {}  # this frame's detected keypoints, by (flavour, heading)
+        self._kp_done: set[tuple] = set()  # this frame's (flavour, heading, tile) already matched or screened out
 
     # ------------------------------------------------------------------ main entry
     def localize(self, frame: np.ndarray, camera=None, prior: Any = None, heading_deg: float | None = None,
@@ -152,7 +153,7 @@ class Localizer:
         self._last_t = t
         self._deadline = t0 + self._budget_factor * cfg.frame_budget_ms / 1000.0 if cfg.frame_budget_ms > 0 else math.inf
         self._budget_spent_ms = 0.0
-        self._kp_cache = {}
+        self._kp_cache, self._kp_done = {}, set()
 
         # Headings in and out are TRUE compass headings; the map is north-up in the frame's UTM
         # *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
@@ -195,7 +196,10 @@ class Localizer:
 
         # ---- fine stage (+ refinement) on the best candidates; the next ones only when they found nothing
         k = len(regions) if mode == "track" else cfg.top_k
-        fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, regions[:k], cands[:k], rotation, mode, timings)
+        # (with the keypoint screen on, the rotation-invariant keypoints cover the candidates beyond top_k too)
+        extra = (regions[k:], cands[k:]) if cfg.keypoint_screen else ((), ())
+        fix, dense, coarse = self._fix(work, cam_f, pseudo, sensors, regions[:k], cands[:k], rotation, mode, timings,
+                                       screen=extra)
         if fix is None and len(regions) > k and not self._out_of_time():
             # the next candidates, cheaply: dense with a known heading, rotation-invariant keypoints without
             fix, d2, c2 = self._fix(work, cam_f, pseudo, sensors, regions[k:], cands[k:], rotation, mode, timings,
@@ -214,7 +218,7 @@ class Localizer:
             mode += "+global"
             self._since_global = 0
         timings["verify"] = timings["fine"] + timings["refine"]
-        self._kp_cache = {}
+        self._kp_cache, self._kp_done = {}, set()
         self.last_debug = {"frame_small": work, "s_v": 1.0, "fixes": [_DebugFix(fix, cands)] if fix else [],
                            "mode": mode, "dense": dense, "coarse": coarse, "scale": s_w}
 
@@ -268,13 +272,17 @@ class Localizer:
         return mode, cands, rotation, regions
 
     # ------------------------------------------------------------------ fine + refine
-    def _fix(self, work, cam, pseudo, sensors, regions, cands, rotation, mode, timings, thorough: bool = True):
+    def _fix(self, work, cam, pseudo, sensors, regions, cands, rotation, mode, timings, thorough: bool = True,
+             screen: tuple[list, list] = ((), ())):
         """The best accepted fix for these regions: ``(PoseFix or None, FineFix or None, coarse results)``.
 
         Order: the dense overlap estimation (a heading sweep first when the heading is unknown, after
         cheap rotation-invariant keypoints); a *strong* dense fix is refined by guided keypoints where
         that pays; a *weak* one yields to unguided upright keypoints if those verify, and is taken
         only when they do not. ``thorough=False`` (candidates beyond top_k): no sweep, no upright retries.
+        ``screen``: further (regions, candidates) that the rotation-invariant keypoints cover as well (their
+        step is cheap across many candidates, see :meth:`_unguided`): a retrieval rank of 10-20 then costs
+        one screen instead of the sweep, the upright retries and a second round.
         """
         if not regions:
             return None, None, []
@@ -283,7 +291,8 @@ class Localizer:
         t3 = time.perf_counter()
         if sensors.heading_grid_deg is None:
             # heading unknown: rotation-invariant keypoints first (cheap; same-source maps), then a sweep
-            fix = self._timed(timings, "refine", self._unguided, work, kcam, sensors, regions, cands, "oriented")
+            fix = self._timed(timings, "refine", self._unguided, work, kcam, sensors, [*regions, *screen[0]],
+                              [*cands, *screen[1]], "oriented")
             if fix is None and thorough:
                 # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best
                 for h in self._heading_hypotheses(cands, rotation)[: self.config.upright_hypotheses]:
@@ -491,7 +500,14 @@ class Localizer:
         return f
 
     def _unguided(self, work, cam, sensors, regions, cands, flavour: str) -> PoseFix | None:  # noqa: PLR0913
-        """Keypoints against each candidate region's cached map keypoints (no dense fix to guide them)."""
+        """Keypoints against each candidate region's cached map keypoints (no dense fix to guide them).
+
+        The best candidate is fitted first; when it gives no strong fix and ``keypoint_screen`` is on, the
+        others are screened (:func:`~foenet_ros.localize.refine.screen_windows`: the frame's strongest
+        keypoints against all their map keypoints at once) and fitted in the order of their votes, those
+        with fewer than ``keypoint_screen_min`` votes not at all. Candidates matched (or screened out)
+        earlier in this frame with the same keypoints are skipped.
+        """
         cfg = self.config
         h, w = work.shape[:2]
         heading = sensors.heading_grid_deg if flavour == "upright" else None
@@ -502,14 +518,28 @@ class Localizer:
         kp_img, T, kp = self._kp_cache[key]
         if len(kp) < cfg.min_inliers:
             return None
-        best = None
-        for j, (reg, cand) in enumerate(zip(regions, cands)):
-            if j > 0 and self._out_of_time():
-                break
+
+        def gsd_of(cand) -> float:
             # the keypoints' GSD from the tile: the tile spans about the frame's footprint
-            gsd = cand.size_m / math.sqrt(kp_img.shape[0] * kp_img.shape[1])
             if cam is not None and sensors.alt_m is not None:
-                gsd = sensors.alt_m / (cam.fx * kp_img.shape[1] / w)
+                return sensors.alt_m / (cam.fx * kp_img.shape[1] / w)
+            return cand.size_m / math.sqrt(kp_img.shape[0] * kp_img.shape[1])
+
+        todo = [j for j, c in enumerate(cands) if (key, c.tile_id) not in self._kp_done]
+        best = None
+        pos = -1
+        while pos + 1 < len(todo):
+            pos += 1
+            if pos > 0 and self._out_of_time():
+                break
+            if pos == 1 and cfg.keypoint_screen and len(todo) > 2:
+                todo[1:] = self._screened(kp, flavour, key, regions, cands, todo[1:], gsd_of)
+                if len(todo) < 2:
+                    break
+            j = todo[pos]
+            reg, cand = regions[j], cands[j]
+            self._kp_done.add((key, cand.tile_id))
+            gsd = gsd_of(cand)
             kf = fit_keypoints(kp, flavour, self.store, reg.box, gsd, (w, h), ratio=cfg.ratio,
                                ransac_px=cfg.ransac_px, min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T,
                                min_inliers_3dof=cfg.min_inliers_3dof)
@@ -523,12 +553,24 @@ class Localizer:
             cand.position_xy = (float(f.xy[0]), float(f.xy[1]))
             f.tile_id, f.inliers = cand.tile_id, kf.inliers
             f.score = min(1.0, kf.inliers / (kf.inliers + 2.0 * cfg.min_inliers))
-            f.info.update(refine=f"unguided-{flavour}", keypoint_matches=kf.matches)
+            f.info.update(refine=f"unguided-{flavour}", keypoint_matches=kf.matches, keypoint_rank=j)
             if best is None or f.inliers > best.inliers:
                 best = f
             if f.inliers >= 4 * cfg.min_inliers:
                 break
         return best
+
+    def _screened(self, kp, flavour: str, key: tuple, regions, cands, rest: list[int], gsd_of) -> list[int]:
+        """The candidates ``rest`` worth a keypoint fit, most votes first (see :meth:`_unguided`); the
+        others are marked done for this frame."""
+        cfg = self.config
+        votes = screen_windows(kp, flavour, self.store, [regions[i].box for i in rest], [gsd_of(cands[i]) for i in rest],
+                               ratio=cfg.ratio, strongest=cfg.keypoint_screen)
+        for i, v in zip(rest, votes):
+            cands[i].votes = int(v)
+            if v < cfg.keypoint_screen_min:
+                self._kp_done.add((key, cands[i].tile_id))
+        return sorted((i for i in rest if cands[i].votes >= cfg.keypoint_screen_min), key=lambda i: -cands[i].votes)
 
     def _sweep(self, work, cam, pseudo, sensors, regions, cands, rotation) -> tuple[FineFix | None, list]:
         """Heading unknown: sweep headings on the best regions with a small template, then the fine

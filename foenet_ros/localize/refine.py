@@ -91,9 +91,32 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         fit = KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
         return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
                                   min_spread, fit) if min_inliers_3dof and flavour == "upright" and nn is not None else fit
-    p1 = pts_work[i1].astype(np.float32)
-    p2 = xy_map[i2]
-    z2 = z_all[i2]
+    fit = fit_matches(pts_work[i1], xy_map[i2], z_all[i2], gsd_m, frame_wh, ransac_px=ransac_px,
+                      min_inliers=min_inliers, min_spread=min_spread)
+    if fit.H is None and min_inliers_3dof and flavour == "upright" and nn is not None and fit.reason != "no homography":
+        return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
+                                  min_spread, fit)
+    return fit
+
+
+def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gsd_m: float, frame_wh: tuple[int, int], *,
+                ransac_px: float = 4.0, min_inliers: int = 12, min_spread: float = 0.1) -> KeypointFit:
+    """A homography (working-frame pixels -> map metres) over putative matches, RANSAC, then the checks.
+
+    Args:
+        pts_frame: [N, 2] working-frame pixels of the matched frame keypoints.
+        xy_map, z_map: [N, 2] map metres and [N] ground heights of their map matches.
+        gsd_m: the frame's ground resolution (the RANSAC threshold is ``ransac_px`` x ``gsd_m``).
+        frame_wh: (w, h) of the working frame.
+
+    Returns a :class:`KeypointFit`: accepted on a sane homography, inliers spread over the frame and at
+    least ``min_inliers`` distinct ones; else ``H`` None and the reason.
+    """
+    n = len(pts_frame)
+    if n < max(4, min_inliers):
+        return KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
+    p1 = pts_frame.astype(np.float32)
+    p2 = xy_map
     # fit in a local map frame (UTM-sized numbers cost precision in float32 RANSAC)
     o = p2.mean(axis=0)
     # OpenCV's RANSAC draws from the calling thread's RNG, whose state depends on every earlier call in that
@@ -105,25 +128,54 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         return KeypointFit(None, _EMPTY, _EMPTY, n, 0, "no homography")
     H = np.array([[1.0, 0.0, o[0]], [0.0, 1.0, o[1]], [0.0, 0.0, 1.0]]) @ H
     inl = mask.ravel().astype(bool)
-    pf, pm, zm = p1[inl].astype(np.float64), p2[inl], z2[inl]
+    pf, pm, zm = p1[inl].astype(np.float64), p2[inl], z_map[inl]
     w, h = frame_wh
     # sanity in a map-pixel frame at the frame's GSD (the check is about shape, not units)
     S = np.diag([1.0 / gsd_m, -1.0 / gsd_m, 1.0])
-    fail = None
     if not homography_is_sane(S @ H, int(w), int(h)):
-        fail = KeypointFit(None, pf, pm, n, 0, "insane homography")
-    elif not well_spread(pf, w, h, min_spread):
-        fail = KeypointFit(None, pf, pm, n, 0, "inliers not spread")
-    else:
-        count = distinct_count(pf, pm / max(gsd_m, 1e-9))
-        if count < min_inliers:
-            fail = KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
-    if fail is None:
-        return KeypointFit(H, pf, pm, n, count, z_map=zm)
-    if min_inliers_3dof and flavour == "upright" and nn is not None:
-        return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
-                                  min_spread, fail)
-    return fail
+        return KeypointFit(None, pf, pm, n, 0, "insane homography")
+    if not well_spread(pf, w, h, min_spread):
+        return KeypointFit(None, pf, pm, n, 0, "inliers not spread")
+    count = distinct_count(pf, pm / max(gsd_m, 1e-9))
+    if count < min_inliers:
+        return KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
+    return KeypointFit(H, pf, pm, n, count, z_map=zm)
+
+
+def screen_windows(kp: Keypoints, flavour: str, store, boxes: list, gsds: list[float], *, ratio: float = 0.8,
+                   strongest: int = 256, place_m: float = 2.0) -> np.ndarray:
+    """How many of the frame's strongest keypoints match each map window: ``[len(boxes)] int``.
+
+    A cheap vote that orders candidate windows before the per-window fits: one exact k-NN search of
+    the ``strongest`` frame descriptors against the union of the windows' cached map keypoints (each
+    map keypoint once, however many windows hold it), Lowe's ratio test against that whole union
+    (stricter than per window: a true match must stand out of every candidate place), each surviving
+    match counted for every window that holds its map keypoint. The second neighbour of the ratio test
+    is the nearest one more than ``place_m`` from the first: the same map detail stored at two pyramid
+    levels is not a rival.
+
+    Args:
+        kp: the frame's keypoints (any pixels; only descriptors and responses are used).
+        boxes: map windows (xmin, ymin, xmax, ymax), metres; gsds: the frame GSD assumed for each (m/px,
+            picks its keypoint levels as in :func:`fit_keypoints`).
+    """
+    from ..features.local import nearest_k_rootsift
+
+    ids = [store.keypoint_ids(b, g) for b, g in zip(boxes, gsds)]
+    union = np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+    k = 4
+    if len(kp) < 4 or len(union) < 2 * k + 4:
+        return np.zeros(len(boxes), int)
+    strong = np.argsort(-kp.response, kind="stable")[:strongest]
+    xy_u, _, d_u, _ = store.keypoints_at(union, flavour)
+    idx, dist = nearest_k_rootsift(kp.desc[flavour][strong], d_u, k)
+    # the rival: the nearest neighbour at another place (the last one when all k are at the first's place)
+    far = np.hypot(*(xy_u[idx] - xy_u[idx[:, :1]]).transpose(2, 0, 1)) > place_m  # [n, k]
+    far[:, -1] = True
+    far[:, 0] = False
+    rival = dist[np.arange(len(idx)), np.argmax(far, axis=1)]
+    matched = union[idx[dist[:, 0] < ratio * rival, 0]]
+    return np.array([int(np.isin(matched, i).sum()) for i in ids], int)
 
 
 def _scale_translation(kp: Keypoints, nn: tuple[np.ndarray, np.ndarray], xy_map: np.ndarray, gsd_m: float, frame_wh,
