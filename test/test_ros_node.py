@@ -548,6 +548,43 @@ def test_aiding_inputs_imu_range_and_gnss_prior(synth):
         h.close()
 
 
+def test_first_frame_waits_for_its_sensors_and_a_silent_one_delays_it_only_once(synth):
+    """Drivers publish a frame just before the CameraInfo and the IMU sample of the same instant: the
+    first frame waits (``sensor_wait_s``) for the configured sensors' first messages and is localised
+    with them. A configured sensor that stays silent (the altitude here) holds up the first frame for
+    ``sensor_wait_s`` and no later one."""
+    wait_s = 3.0
+    h = Harness(str(synth[1]), node_name="foenet_wait", extra=[
+        "-p", f"sensor_wait_s:={wait_s}", "-p", "altitude_topic:=silent_alt", "-p", "altitude_type:=float64",
+        "-p", "heading_timeout_s:=60.0"])  # fmt: skip
+    try:
+        h.wait_diag(lambda lvl, m, v: "index_tiles" in v, timeout=120, what="the index to load")
+        loc = h.node._localizer
+        calls: list = []
+        localize = loc.localize
+        loc.localize = lambda rgb, camera=None, **kw: (calls.append((camera, kw.get("heading_deg"))),
+                                                       localize(rgb, camera=camera, **kw))[1]  # fmt: skip
+        raster = synth[0]
+        x, y, heading = _truth_points(raster)[0]
+        t0 = time.monotonic()
+        h.pub_img.publish(_image_msg(_frame(raster, x, y, heading), 8000))
+        time.sleep(0.4)  # the frame is in the node (and waiting) before its sensors are sent
+        h.pub_hdg.publish(Float64(data=float(heading)))
+        h.pub_info.publish(_camera_info(_intrinsics()))
+        fix = h.wait(lambda: _by_stamp(h.msgs("fix"), 8000), 60, "the first fix")
+        first_s = time.monotonic() - t0
+        assert calls and calls[0][0] is not None and calls[0][1] == pytest.approx(heading), calls
+        assert _fix_error_m(fix, raster, x, y)[0] < MAX_ERR_M
+        assert first_s >= wait_s - 0.1  # the silent altitude held it up to the limit ...
+        x2, y2, heading2 = _truth_points(raster)[1]
+        t1 = time.monotonic()
+        _send(h, _frame(raster, x2, y2, heading2), 8001, heading2)
+        h.wait(lambda: _by_stamp(h.msgs("fix"), 8001), 60, "the second fix")
+        assert time.monotonic() - t1 < wait_s - 0.5 and len(calls) == 2  # ... once
+    finally:
+        h.close()
+
+
 def test_main_help_and_invalid_configuration_exit_codes(capsys):
     from foenet_ros.ros.node import main
 

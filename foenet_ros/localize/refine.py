@@ -143,7 +143,7 @@ def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gs
 
 
 def screen_windows(kp: Keypoints, flavour: str, store, boxes: list, gsds: list[float], *, ratio: float = 0.8,
-                   strongest: int = 256, place_m: float = 2.0) -> np.ndarray:
+                   strongest: int = 128, place_m: float = 2.0) -> np.ndarray:
     """How many of the frame's strongest keypoints match each map window: ``[len(boxes)] int``.
 
     A cheap vote that orders candidate windows before the per-window fits: one exact k-NN search of

@@ -165,6 +165,7 @@ class FoenetNode(Node):
         self._camera: Any = None
         self._camera_state = "none received" if s["camera_info_topic"] else "not configured"
         self._t_camera_info: float | None = None
+        self._sensor_wait_over = False  # the start-up wait for the first sensor messages expired once
         self._imu: tuple[Any, float] | None = None  # (ImuReading, t)
         self._compass: tuple[float, float] | None = None  # (heading deg, t)
         self._altitude: tuple[float, float] | None = None  # (m, t)
@@ -507,8 +508,43 @@ class FoenetNode(Node):
         item = self._mailbox.take()
         if item is None:
             return
+        self._await_first_sensors(item[1])
         self._last_start = now
         self._process(*item)
+
+    def _missing_sensors(self) -> list[str]:
+        """The configured sensor streams that have not delivered a usable message yet."""
+        s = self._settings
+        missing = []
+        if s["camera_info_topic"] and self._t_camera_info is None:
+            missing.append(s["camera_info_topic"])
+        if s["heading_topic"] and self._imu is None and self._compass is None:
+            missing.append(s["heading_topic"])
+        if s["altitude_topic"] and self._altitude is None:
+            missing.append(s["altitude_topic"])
+        return missing
+
+    def _await_first_sensors(self, t_rx: float) -> None:
+        """Start-up: a frame received before the first message of a configured sensor waits for it, up
+        to ``sensor_wait_s`` after the frame arrived (once: after a wait that expired, never again).
+
+        Drivers publish a frame just before its CameraInfo and the autopilot's IMU sample of the same
+        instant; without the wait the first frame was localised without intrinsics or heading (another
+        search, another fix than a replay of the same bag gives). The sensor callbacks run in their own
+        callback group, so they arrive meanwhile."""
+        wait_s = self._settings["sensor_wait_s"]
+        if wait_s <= 0 or self._sensor_wait_over or not self._missing_sensors():
+            return
+        t0 = time.monotonic()
+        while self._missing_sensors() and time.monotonic() < t_rx + wait_s and not self._closing:
+            time.sleep(0.005)
+        missing = self._missing_sensors()
+        if missing:  # once: a sensor that is configured but silent must not delay every frame
+            self._sensor_wait_over = True
+            self.get_logger().warning(f"no message on {', '.join(missing)} within sensor_wait_s={wait_s:g} s of the first "
+                                      "frame: localising without it (no further waits)")
+        else:
+            self.get_logger().info(f"first frame waited {(time.monotonic() - t0) * 1e3:.0f} ms for its sensors", once=True)
 
     def _index_path(self) -> Path | None:
         index_dir = self._settings["index_dir"]

@@ -90,6 +90,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("gnss_max_sigma_m", 30.0, "A GNSS fix is healthy when its 1-sigma horizontal error is at most this (m)", (0.1, 10000.0)),
     ParamSpec("gnss_default_sigma_m", 10.0, "1-sigma assumed for a GNSS fix without covariance (m)", (0.1, 10000.0)),
     ParamSpec("gnss_timeout_s", 2.0, "A GNSS fix older than this is not used", (0.0, 60.0)),
+    ParamSpec("sensor_wait_s", 0.5, "A frame that arrives before the first message of a configured sensor (camera_info, "
+              "heading, altitude topics) waits up to this long for it: drivers publish a frame just before its "
+              "camera_info and the IMU sample of the same instant (0 = no wait; start-up only)", (0.0, 10.0)),
     ParamSpec("max_rate_hz", 0.0, "Most frames localised per second (0 = as fast as inference allows); newer frames replace waiting ones", (0.0, 1000.0)),
     # --- outputs ---------------------------------------------------------------------------------
     ParamSpec("map_frame", "map", "Frame id of the ENU map frame (pose, odometry, path, markers, tiles)"),
