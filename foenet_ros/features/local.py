@@ -123,7 +123,7 @@ def nearest_k_rootsift(d1: np.ndarray, d2: np.ndarray, k: int) -> tuple[np.ndarr
     dots = torch.mm(torch.from_numpy(q), torch.from_numpy(b).float().T)  # [N, M]
     _, pool = torch.topk(dots, 2 * k + 4, dim=1, largest=True, sorted=False)
     pool = pool.numpy().astype(np.int64)
-    diff = q[:, None, :] - b[pool].astype(np.float32)  # [N, k+2, 128]
+    diff = q[:, None, :] - b[pool].astype(np.float32)  # [N, 2k+4, 128]
     dist = np.sqrt(np.einsum("nkd,nkd->nk", diff, diff))
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(pool, order, 1), np.take_along_axis(dist, order, 1).astype(np.float32)

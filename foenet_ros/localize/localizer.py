@@ -525,18 +525,18 @@ class Localizer:
                 return sensors.alt_m / (cam.fx * kp_img.shape[1] / w)
             return cand.size_m / math.sqrt(kp_img.shape[0] * kp_img.shape[1])
 
-        todo = [j for j, c in enumerate(cands) if (key, c.tile_id) not in self._kp_done]
+        def order():  # the first candidate, then (only if the loop asks for more) the rest, screened
+            todo = [j for j, c in enumerate(cands) if (key, c.tile_id) not in self._kp_done]
+            yield from todo[:1]
+            rest = todo[1:]
+            if cfg.keypoint_screen and len(rest) > 1 and not self._out_of_time():
+                rest = self._screened(kp, flavour, key, regions, cands, rest, gsd_of)
+            yield from rest
+
         best = None
-        pos = -1
-        while pos + 1 < len(todo):
-            pos += 1
+        for pos, j in enumerate(order()):
             if pos > 0 and self._out_of_time():
                 break
-            if pos == 1 and cfg.keypoint_screen and len(todo) > 2:
-                todo[1:] = self._screened(kp, flavour, key, regions, cands, todo[1:], gsd_of)
-                if len(todo) < 2:
-                    break
-            j = todo[pos]
             reg, cand = regions[j], cands[j]
             self._kp_done.add((key, cand.tile_id))
             gsd = gsd_of(cand)

@@ -50,6 +50,7 @@ class KeypointFit:
 
 
 _EMPTY = np.zeros((0, 2))
+_NO_HOMOGRAPHY = "no homography"
 
 
 def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_wh: tuple[int, int], *,
@@ -86,14 +87,11 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
     else:
         nn = nearest_two(d, d_map)
         i1, i2, _ = ratio_filter(nn, ratio)
-    n = len(i1)
-    if n < max(4, min_inliers):
-        fit = KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
-        return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
-                                  min_spread, fit) if min_inliers_3dof and flavour == "upright" and nn is not None else fit
     fit = fit_matches(pts_work[i1], xy_map[i2], z_all[i2], gsd_m, frame_wh, ransac_px=ransac_px,
                       min_inliers=min_inliers, min_spread=min_spread)
-    if fit.H is None and min_inliers_3dof and flavour == "upright" and nn is not None and fit.reason != "no homography":
+    # too few matches, or a homography that fails its checks: the 3-DOF model may still hold (not when
+    # RANSAC found no homography at all)
+    if fit.H is None and min_inliers_3dof and flavour == "upright" and nn is not None and fit.reason != _NO_HOMOGRAPHY:
         return _scale_translation(kp, nn, xy_map, gsd_m, frame_wh, T_frame, ransac_px, min_inliers_3dof,
                                   min_spread, fit)
     return fit
@@ -125,7 +123,7 @@ def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gs
     H, mask = cv2.findHomography(p1, (p2 - o).astype(np.float32), cv2.RANSAC, ransac_px * gsd_m,
                                  maxIters=2000, confidence=0.999)
     if H is None or mask is None:
-        return KeypointFit(None, _EMPTY, _EMPTY, n, 0, "no homography")
+        return KeypointFit(None, _EMPTY, _EMPTY, n, 0, _NO_HOMOGRAPHY)
     H = np.array([[1.0, 0.0, o[0]], [0.0, 1.0, o[1]], [0.0, 0.0, 1.0]]) @ H
     inl = mask.ravel().astype(bool)
     pf, pm, zm = p1[inl].astype(np.float64), p2[inl], z_map[inl]
