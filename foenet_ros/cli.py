@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "play": ("foenet_ros.commands.play", "publish a bag on live ROS topics at its recorded rate (with /clock)"),
     "train": ("foenet_ros.commands.train", "train FOENet (presets + overrides; torchrun for multi-GPU)"),
     "train-overlap": ("foenet_ros.commands.train_overlap", "train the overlap head (the fine stage's learned dense features)"),
+    "whiten": ("foenet_ros.commands.whiten", "learned whitening of the descriptor, folded into the model (minutes)"),
     "eval": ("foenet_ros.commands.eval", "retrieval evaluation: Recall@K, AP, distance-based recall (JSON out)"),
     "bench": ("foenet_ros.commands.bench", "measure model size, GFLOPs and forward time per preset"),
     "export": ("foenet_ros.commands.export", "export a checkpoint to ONNX (checked against PyTorch)"),

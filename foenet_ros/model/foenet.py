@@ -67,10 +67,7 @@ class FOENet(nn.Module):
             return self.backbone_satellite(x)
         return self.backbone(x)
 
-    def forward_with_maps(
-        self, x: torch.Tensor, branch: str = "drone"
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x [B,3,S,S] (normalised RGB) -> (descriptors [B,D] unit L2 norm, overlap [B,G,h,w] or None)."""
+    def _raw_with_maps(self, x: torch.Tensor, branch: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         feats = self._features(x, branch)
         weights = None
         if self.osm is not None:
@@ -80,6 +77,18 @@ class FOENet(nn.Module):
         desc = self.pool(feats, weights)
         if self.proj is not None:
             desc = self.proj(desc)
+        return desc, weights
+
+    def raw_descriptor(self, x: torch.Tensor, branch: str = "drone") -> torch.Tensor:
+        """x [B,3,S,S] (normalised RGB) -> the descriptor before its L2 normalisation [B,D] (the
+        statistics :mod:`foenet_ros.whiten` estimates)."""
+        return self._raw_with_maps(x, branch)[0]
+
+    def forward_with_maps(
+        self, x: torch.Tensor, branch: str = "drone"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B,3,S,S] (normalised RGB) -> (descriptors [B,D] unit L2 norm, overlap [B,G,h,w] or None)."""
+        desc, weights = self._raw_with_maps(x, branch)
         return F.normalize(desc, dim=-1), weights
 
     # ------------------------------------------------------------------ overlap head (dense)
