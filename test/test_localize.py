@@ -8,6 +8,7 @@ within 2 m and the error inside 2 sigma.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -213,7 +214,7 @@ def test_an_index_with_a_polish_level_places_dense_fixes_on_it(tmp_path, encoder
             est = loc.localize(img, camera=INTR, heading_deg=town.frame.grid_to_true_heading(pose.heading_deg, pose.x, pose.y),
                                altitude_m=pose.alt_m, attitude=(pose.roll_deg, pose.pitch_deg))
             loc.reset()
-            assert est.status == "verified" and est.pose["source"] == "dense", est.pose
+            assert est.status == "verified" and est.pose["source"] == "dense", sorted(est.pose.items())
             errs[(cells, k)] = math.hypot(est.x - pose.x, est.y - pose.y)
             if cells:
                 assert "polish_ms" in est.pose and est.pose["polish_cell_m"] < est.pose["fine_cell_m"]
@@ -501,3 +502,50 @@ def test_keypoint_screen_finds_a_tile_that_retrieval_ranked_low(wide, encoder, m
     assert mode0 == "global+more" and n0 > 10 and set(votes0) == {-1}, out[0]
     with pytest.raises(ConfigError, match="keypoint_screen"):
         LocalizerConfig(keypoint_screen=-1)
+
+
+def test_a_keypoint_fit_short_of_inliers_tells_the_dense_stage_where_to_look(wide, encoder, monkeypatch):
+    """Heading unknown and every keypoint fit refused for too few inliers (``min_inliers`` 300, above the
+    what any frame gives): the best refused fit still says where the frame lies and how it is turned.
+    The dense stage runs there, at that heading, and accepts the fix on its own score: no upright
+    retries, no heading sweep. With the hint off the same frame needs the sweep. A hint pointing at
+    the wrong place gives no fix: the keypoints only say where to look."""
+    from foenet_ros.localize import localizer as L
+
+    town, index = wide
+    pose = CameraPose(town.bounds_xy[0] + 420.0, town.bounds_xy[1] + 260.0, 100.0, heading_deg=130.0, pitch_deg=4.0)
+    img, _ = render_view(town, INTR, pose)
+    sweeps: list[int] = []
+    sweep = L.Localizer._sweep
+    monkeypatch.setattr(L.Localizer, "_sweep", lambda self, *a, **k: (sweeps.append(1), sweep(self, *a, **k))[1])
+    out = {}
+    for hint in (10, 0):
+        sweeps.clear()
+        loc = Localizer(index, encoder, LocalizerConfig(min_inliers=300, keypoint_hint_min_inliers=hint))
+        est = loc.localize(img, camera=INTR)
+        out[hint] = (est, len(sweeps))
+    est, n_sweeps = out[10]
+    assert est.status == "verified" and est.pose["source"] == "dense", sorted(est.pose.items())
+    assert math.hypot(est.x - pose.x, est.y - pose.y) < 3.0, est.pose
+    assert est.pose["keypoint_hint_inliers"] >= 10 and n_sweeps == 0, est.pose
+    hint_heading = town.frame.grid_to_true_heading(est.pose["keypoint_hint_heading_grid_deg"], pose.x, pose.y)
+    assert abs((hint_heading - 130.0 + 180.0) % 360.0 - 180.0) < 5.0
+    est0, n0 = out[0]
+    assert n0 >= 1 and "keypoint_hint_inliers" not in est0.pose
+
+    # the hint moved 200 m east: the dense stage finds nothing there that passes its score
+    hinted, seen = L.Localizer._hinted, []
+
+    def moved(self, *a, **k):
+        shift = np.array([[1.0, 0.0, 200.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        self._hint = dataclasses.replace(self._hint, H_weak=shift @ self._hint.H_weak)
+        dense, coarse = hinted(self, *a, **k)
+        seen.append(None if dense is None else self._dense_grade(dense))
+        return dense, coarse
+
+    monkeypatch.setattr(L.Localizer, "_hinted", moved)
+    est = Localizer(index, encoder, LocalizerConfig(min_inliers=300)).localize(img, camera=INTR)
+    assert seen and seen[0] in (None, "none"), seen
+    assert "keypoint_hint_inliers" not in est.pose  # the sweep, if anything, made the fix
+    with pytest.raises(ConfigError, match="keypoint_hint_min_inliers"):
+        LocalizerConfig(keypoint_hint_min_inliers=-1)

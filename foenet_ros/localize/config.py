@@ -77,6 +77,10 @@ class LocalizerConfig:
             candidates' map keypoints at once (the top_k_more, not only the top_k), which are then fitted
             in the order of their votes; without it every candidate is fitted in rank order.
         keypoint_screen_min: candidates with fewer screen votes are not fitted.
+        keypoint_hint_min_inliers: heading unknown: a keypoint fit with this many inliers, short of min_inliers, hints the dense stage.
+            A rotation-invariant fit refused only for too few inliers (sane, spread) gives the dense
+            stage its heading, scale and place to search first, before the upright retries and the
+            heading sweep; the dense fix there must pass the dense stage's own calibrated score (0 = off).
         ratio: Lowe ratio test threshold.
         ransac_px: RANSAC reprojection threshold in keypoint-image pixels.
         min_inliers: a keypoint fix needs this many distinct, well-spread inliers.
@@ -182,6 +186,7 @@ class LocalizerConfig:
     max_features: int = 2000
     keypoint_screen: int = 128
     keypoint_screen_min: int = 2
+    keypoint_hint_min_inliers: int = 10
     ratio: float = 0.8
     ransac_px: float = 4.0
     min_inliers: int = 20
@@ -253,8 +258,8 @@ class LocalizerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.fine_polish_cells <= 16):
             raise ConfigError(f"fine_polish_cells must be in 0..16, got {self.fine_polish_cells}")
-        if self.keypoint_screen < 0 or self.keypoint_screen_min < 0:
-            raise ConfigError("keypoint_screen and keypoint_screen_min must be >= 0")
+        if self.keypoint_screen < 0 or self.keypoint_screen_min < 0 or self.keypoint_hint_min_inliers < 0:
+            raise ConfigError("keypoint_screen, keypoint_screen_min and keypoint_hint_min_inliers must be >= 0")
         if self.search_k < self.top_k:
             raise ConfigError(f"search_k ({self.search_k}) must be >= top_k ({self.top_k})")
         if not (0.0 < self.ratio < 1.0):

@@ -111,6 +111,7 @@ class Localizer:
         self._budget_factor = 1.0  # this frame's budget / frame_budget_ms (grows after stopped frames)
         self._kp_cache: dict[tuple, tuple] = {}  # this frame's detected keypoints, by (flavour, heading)
         self._kp_done: set[tuple] = set()  # this frame's (flavour, heading, tile) already matched or screened out
+        self._hint = None  # this frame's best keypoint fit refused for too few inliers (a KeypointFit)
 
     # ------------------------------------------------------------------ main entry
     def localize(self, frame: np.ndarray, camera=None, prior: Any = None, heading_deg: float | None = None,
@@ -153,7 +154,7 @@ class Localizer:
         self._last_t = t
         self._deadline = t0 + self._budget_factor * cfg.frame_budget_ms / 1000.0 if cfg.frame_budget_ms > 0 else math.inf
         self._budget_spent_ms = 0.0
-        self._kp_cache, self._kp_done = {}, set()
+        self._kp_cache, self._kp_done, self._hint = {}, set(), None
 
         # Headings in and out are TRUE compass headings; the map is north-up in the frame's UTM
         # *grid*, which is turned by the meridian convergence (up to ~3 deg at zone edges).
@@ -218,7 +219,7 @@ class Localizer:
             mode += "+global"
             self._since_global = 0
         timings["verify"] = timings["fine"] + timings["refine"]
-        self._kp_cache, self._kp_done = {}, set()
+        self._kp_cache, self._kp_done, self._hint = {}, set(), None
         self.last_debug = {"frame_small": work, "s_v": 1.0, "fixes": [_DebugFix(fix, cands)] if fix else [],
                            "mode": mode, "dense": dense, "coarse": coarse, "scale": s_w}
 
@@ -294,6 +295,12 @@ class Localizer:
             fix = self._timed(timings, "refine", self._unguided, work, kcam, sensors, [*regions, *screen[0]],
                               [*cands, *screen[1]], "oriented")
             if fix is None and thorough:
+                # too few keypoint inliers may still say where to look: the dense stage there, on its own score
+                t3 = time.perf_counter()
+                dense, coarse = self._hinted(work, cam, pseudo, sensors, [*regions, *screen[0]])
+                if dense is not None and self._dense_grade(dense) == "none":
+                    dense, coarse = None, []
+            if fix is None and thorough and dense is None:
                 # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best
                 for h in self._heading_hypotheses(cands, rotation)[: self.config.upright_hypotheses]:
                     if self._out_of_time():
@@ -303,10 +310,11 @@ class Localizer:
                     if fix is not None:
                         fix.info["search_heading"] = f"upright_hypothesis_{h:.0f}"
                         break
-            if fix is not None or not thorough or self._out_of_time():
+            if fix is not None or not thorough or (dense is None and self._out_of_time()):
                 return fix, None, []
-            t3 = time.perf_counter()
-            dense, coarse = self._sweep(work, cam, pseudo, sensors, regions, cands, rotation)
+            if dense is None:
+                t3 = time.perf_counter()
+                dense, coarse = self._sweep(work, cam, pseudo, sensors, regions, cands, rotation)
         else:
             dense, coarse = self.fine.run(work, cam, sensors, regions, keep_heat=True, allow_homography=not pseudo,
                                           stop=self._out_of_time)
@@ -542,7 +550,9 @@ class Localizer:
             gsd = gsd_of(cand)
             kf = fit_keypoints(kp, flavour, self.store, reg.box, gsd, (w, h), ratio=cfg.ratio,
                                ransac_px=cfg.ransac_px, min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T,
-                               min_inliers_3dof=cfg.min_inliers_3dof)
+                               min_inliers_3dof=cfg.min_inliers_3dof, hint_min_inliers=cfg.keypoint_hint_min_inliers)
+            if kf.H is None and kf.H_weak is not None and (self._hint is None or kf.inliers > self._hint.inliers):
+                self._hint = kf  # the best weak fit of this frame (see _hinted)
             cand.matches = kf.matches
             if kf.H is None:
                 continue
@@ -606,6 +616,36 @@ class Localizer:
         if dense is not None:
             dense.region = i
             dense.info["sweep_heading_grid_deg"] = res.hyp.heading_grid_deg
+        return dense, coarse
+
+    def _hinted(self, work, cam, pseudo, sensors, regions) -> tuple[FineFix | None, list]:
+        """Heading unknown, no keypoint fix: the dense stage where this frame's best keypoint fit refused
+        for too few inliers (``keypoint_hint_min_inliers``) puts the frame, at the heading and scale it
+        implies (one region and a few heading bins instead of a sweep over retrieval's tiles). The keypoints
+        only say where to look; the fix must pass the dense stage's calibrated score. ``(None, [])``
+        without a hint."""
+        cfg, kf = self.config, self._hint
+        if kf is None or not cfg.keypoint_hint_min_inliers:
+            return None, []
+        h, w = work.shape[:2]
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        p = apply_h(kf.H_weak, np.array([[cx, cy], [cx, cy - 1.0], [0.0, cy], [w - 1.0, cy], [cx, 0.0], [cx, h - 1.0]]))
+        up = p[1] - p[0]  # the image's up direction on the map
+        heading = math.degrees(math.atan2(up[0], up[1])) % 360.0
+        fp = float(max(np.hypot(*(p[3] - p[2])), np.hypot(*(p[5] - p[4]))))  # ground length of the longer side
+        # the nadir lies within half a footprint of the image centre for tilts up to the half field of view
+        r = 0.5 * fp
+        x, y = p[0]
+        inside = [i for i, reg in enumerate(regions) if reg.box[0] <= x <= reg.box[2] and reg.box[1] <= y <= reg.box[3]]
+        region = Region((x - r, y - r, x + r, y + r), regions[inside[0]].tag if inside else -1, fp)
+        s = _with(sensors, heading_grid_deg=heading, heading_sigma_deg=cfg.fine_sweep_step_deg / 2.0)
+        if s.alt_m is None and not pseudo:
+            alt = 0.5 * fp / math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
+            s = _with(s, alt_m=alt, alt_sigma_m=0.1 * alt)
+        dense, coarse = self.fine.run(work, cam, s, [region], keep_heat=True, allow_homography=not pseudo)
+        if dense is not None:
+            dense.region = inside[0] if inside else -1
+            dense.info.update(keypoint_hint_inliers=kf.inliers, keypoint_hint_heading_grid_deg=heading)
         return dense, coarse
 
     def _keypoint_view(self, work: np.ndarray, heading_grid: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,8 @@ class KeypointFit:
         matches: matches before RANSAC.
         inliers: distinct, well-spread inliers (0 when refused).
         reason: why the fit was refused ("" when accepted).
+        H_weak: the homography of a fit refused only for too few distinct inliers (sane, inliers
+            spread; ``inliers`` then counts them), else None: a hint where to look again.
     """
 
     H: np.ndarray | None
@@ -47,6 +49,7 @@ class KeypointFit:
     reason: str = ""
     model: str = "homography"  # or "scale_translation" (upright, few matches: no tilt, the image centre)
     z_map: np.ndarray | None = None  # [N] ground heights of the inliers (NaN without a surface model)
+    H_weak: np.ndarray | None = None
 
 
 _EMPTY = np.zeros((0, 2))
@@ -56,7 +59,7 @@ _NO_HOMOGRAPHY = "no homography"
 def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_wh: tuple[int, int], *,
                   H_pred: np.ndarray | None = None, radius_m: float = 8.0, ratio: float = 0.8,
                   ransac_px: float = 4.0, min_inliers: int = 12, min_spread: float = 0.1,
-                  T_frame: np.ndarray | None = None, min_inliers_3dof: int = 0) -> KeypointFit:
+                  T_frame: np.ndarray | None = None, min_inliers_3dof: int = 0, hint_min_inliers: int = 0) -> KeypointFit:
     """Match frame keypoints against the map keypoints inside ``box`` and fit a homography.
 
     Args:
@@ -74,6 +77,8 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
             translation model (3 DOF: far less likely to fit random matches than 8) on loose-ratio
             matches, with at least this many distinct inliers (0 = off). Drone photo vs. satellite
             map of another season often matches only this way.
+        hint_min_inliers: a homography refused only for fewer than ``min_inliers`` (but at least this
+            many) distinct inliers is returned as ``H_weak`` (0 = never).
     """
     xy_map, _, d_map, z_all = store.keypoints_in(box, flavour, gsd_m)
     if len(kp) < 4 or len(xy_map) < 4:
@@ -88,7 +93,7 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
         nn = nearest_two(d, d_map)
         i1, i2, _ = ratio_filter(nn, ratio)
     fit = fit_matches(pts_work[i1], xy_map[i2], z_all[i2], gsd_m, frame_wh, ransac_px=ransac_px,
-                      min_inliers=min_inliers, min_spread=min_spread)
+                      min_inliers=min_inliers, min_spread=min_spread, hint_min_inliers=hint_min_inliers)
     # too few matches, or a homography that fails its checks: the 3-DOF model may still hold (not when
     # RANSAC found no homography at all)
     if fit.H is None and min_inliers_3dof and flavour == "upright" and nn is not None and fit.reason != _NO_HOMOGRAPHY:
@@ -98,7 +103,8 @@ def fit_keypoints(kp: Keypoints, flavour: str, store, box, gsd_m: float, frame_w
 
 
 def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gsd_m: float, frame_wh: tuple[int, int], *,
-                ransac_px: float = 4.0, min_inliers: int = 12, min_spread: float = 0.1) -> KeypointFit:
+                ransac_px: float = 4.0, min_inliers: int = 12, min_spread: float = 0.1,
+                hint_min_inliers: int = 0) -> KeypointFit:
     """A homography (working-frame pixels -> map metres) over putative matches, RANSAC, then the checks.
 
     Args:
@@ -108,10 +114,11 @@ def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gs
         frame_wh: (w, h) of the working frame.
 
     Returns a :class:`KeypointFit`: accepted on a sane homography, inliers spread over the frame and at
-    least ``min_inliers`` distinct ones; else ``H`` None and the reason.
+    least ``min_inliers`` distinct ones; else ``H`` None and the reason (and ``H_weak`` when only the
+    count fell short, with at least ``hint_min_inliers`` > 0 of them).
     """
     n = len(pts_frame)
-    if n < max(4, min_inliers):
+    if n < max(4, min(min_inliers, hint_min_inliers) if hint_min_inliers > 0 else min_inliers):
         return KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
     p1 = pts_frame.astype(np.float32)
     p2 = xy_map
@@ -136,7 +143,8 @@ def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gs
         return KeypointFit(None, pf, pm, n, 0, "inliers not spread")
     count = distinct_count(pf, pm / max(gsd_m, 1e-9))
     if count < min_inliers:
-        return KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers")
+        weak = H if 0 < hint_min_inliers <= count else None
+        return KeypointFit(None, pf, pm, n, count, f"{count} distinct inliers", H_weak=weak)
     return KeypointFit(H, pf, pm, n, count, z_map=zm)
 
 
