@@ -252,6 +252,23 @@ def test_guided_matching_respects_the_radius():
     assert not np.any(i1 == i2) or len(i1) == 0
 
 
+def test_guided_matching_is_one_to_one():
+    """Several frame keypoints near one map keypoint (a map coarser than the frame): only the best
+    keeps it, so RANSAC cannot collapse part of the frame onto a single map point."""
+    rng = np.random.default_rng(2)
+    d2 = rng.integers(0, 255, (600, 128)).astype(np.uint8)  # dense enough that every keypoint has rivals
+    xy2 = rng.uniform(0, 100, (600, 2))
+    d1 = np.concatenate([d2[:1]] * 3 + [d2[1:20]]).astype(np.int16)
+    d1[1] += rng.integers(-20, 20, 128).astype(np.int16)  # two blurred copies of map keypoint 0
+    d1[2] += rng.integers(-40, 40, 128).astype(np.int16)
+    d1 = np.clip(d1, 0, 255).astype(np.uint8)
+    pred = np.concatenate([xy2[:1]] * 3 + [xy2[1:20]]) + rng.normal(0, 0.5, (22, 2))
+    i1, i2, r = guided_matches(d1, pred, d2, xy2, radius=4.0, ratio=0.8)
+    assert len(np.unique(i2)) == len(i2)
+    assert np.sum(i2 == 0) == 1 and i1[i2 == 0][0] == 0  # the exact copy, the best of the three
+    assert len(i1) == 20 and np.all(np.diff(i1) > 0)  # without the rule: 22, three on map keypoint 0
+
+
 def test_sift_detector_gives_both_flavours(town):
     kp = SiftDetector(500).detect(town.image[:400, :400])
     assert len(kp) > 50 and set(kp.desc) == {"upright", "oriented"}

@@ -168,8 +168,9 @@ def guided_matches(d1: np.ndarray, pred_xy: np.ndarray, d2: np.ndarray, xy2: np.
     ``pred_xy[i]`` in the map's coordinates) may only match map keypoints within ``radius`` of it.
 
     The ratio test is applied among those candidates (a keypoint with a single candidate passes
-    when its distance is below the ``ratio``-scaled median distance of random pairs). Vectorised:
-    candidate pairs come from a uniform grid of ``radius`` cells.
+    when its distance is below the ``ratio``-scaled median distance of random pairs); each map
+    keypoint is then kept in its best match only (one-to-one). Vectorised: candidate pairs come from
+    a uniform grid of ``radius`` cells.
 
     Returns ``(i1, i2, dist_ratio)``.
     """
@@ -220,4 +221,11 @@ def guided_matches(d1: np.ndarray, pred_xy: np.ndarray, d2: np.ndarray, xy2: np.
     d_second = np.where(np.isfinite(d_second), d_second, typical)
     r = d_best / np.maximum(d_second, 1e-6)
     ok = r < ratio
-    return pi[idx_first][ok], pj[idx_first][ok], r[ok].astype(np.float32)
+    i1, i2, r = pi[idx_first][ok], pj[idx_first][ok], r[ok]
+    # one-to-one: a map keypoint keeps only its best frame match. A map coarser than the frame offers
+    # few keypoints per radius, and many frame keypoints matched to the same one let RANSAC fit a
+    # homography that collapses part of the frame onto it
+    o = np.lexsort((r, i2))
+    keep = o[np.r_[True, i2[o][1:] != i2[o][:-1]]] if len(o) else o
+    keep.sort()
+    return i1[keep], i2[keep], r[keep].astype(np.float32)
