@@ -21,8 +21,9 @@ def head_model():
 
 def test_models_without_a_head_keep_their_fingerprint():
     """The committed default carries an overlap head; its descriptor part alone (a model without a
-    head, like every checkpoint made before heads existed) keeps the fingerprint that stage-3
-    checkpoint had when it was trained without one (recorded in models/README.md)."""
+    head, like every checkpoint made before heads existed) has the fingerprint recorded for it in
+    models/README.md when the default was made (stage 3 without the head was 14085ddde8167644; the
+    whitening changed the projection)."""
     import json
 
     from foenet_ros.model.checkpoint import default_model_dir
@@ -33,7 +34,7 @@ def test_models_without_a_head_keep_their_fingerprint():
     bare = create_model("foenet-mnv2", input_size=160, pretrained=False)
     bare.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("overlap_head.")}, strict=True)
     assert bare.overlap_head is None
-    assert bare.fingerprint() == "14085ddde8167644"  # runs/s3_distill/final, before the head was transplanted
+    assert bare.fingerprint() == "7153ea55d535dbb3"  # the whitened default's descriptor part (model card)
 
 
 def test_dense_features_shape_norm_and_checkpoint_round_trip(head_model, tmp_path):

@@ -296,10 +296,11 @@ class Localizer:
                               [*cands, *screen[1]], "oriented")
             if fix is None and thorough:
                 # too few keypoint inliers may still say where to look: the dense stage there, on its own score
-                t3 = time.perf_counter()
-                dense, coarse = self._hinted(work, cam, pseudo, sensors, [*regions, *screen[0]])
+                dense, coarse = self._timed(timings, "fine", self._hinted, work, cam, pseudo, sensors,
+                                            [*regions, *screen[0]])
                 if dense is not None and self._dense_grade(dense) == "none":
                     dense, coarse = None, []
+                t3 = time.perf_counter()  # the hint's time is counted
             if fix is None and thorough and dense is None:
                 # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best
                 for h in self._heading_hypotheses(cands, rotation)[: self.config.upright_hypotheses]:
