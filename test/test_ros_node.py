@@ -414,7 +414,8 @@ def test_a_frame_published_late_is_counted_as_slow(harness, synth, monkeypatch):
     _send(h, img, 4004, heading)
     fix = h.wait(lambda: _by_stamp(h.msgs("fix"), 4004), 60, "fix 4004")
     assert fix.status.status == NavSatStatus.STATUS_FIX  # reported, not withheld
-    _, _, v = h.wait_diag(lambda lvl, m, v: int(v.get("slow_frames", 0)) == slow0 + 1, what="one slow frame counted")
+    # at least this one (a frame of an earlier test still in flight under load may be counted too)
+    _, _, v = h.wait_diag(lambda lvl, m, v: int(v.get("slow_frames", 0)) >= slow0 + 1, what="one slow frame counted")
     assert int(v["frames_processed"]) >= 2
 
 
