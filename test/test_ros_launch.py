@@ -412,3 +412,24 @@ def test_the_node_has_a_frame_budget_by_default_and_the_library_none():
     assert LocalizerConfig().frame_budget_ms == 0.0
     with pytest.raises(Exception, match="frame_budget_ms"):
         settings_from_values({"localizer.frame_budget_ms": -5.0})
+
+
+def test_every_knob_documented_with_an_off_value_accepts_it_as_a_parameter():
+    """A LocalizerConfig field documented "(0 = off)" / "(0 = none)" / "(0 = only ...)" must accept 0 as
+    a node parameter: rclpy refuses a value outside the descriptor's range at start (keypoint_screen
+    and keypoint_hint_min_inliers once had a range from 1, so the documented way to turn them off
+    stopped the node)."""
+    import re
+
+    from foenet_ros.localize.config import LocalizerConfig
+    from foenet_ros.ros.params import LOCALIZER_PREFIX, all_param_specs
+
+    doc = LocalizerConfig.__doc__ or ""
+    # each field's whole entry: "name: text" and its more-indented continuation lines
+    entries = dict(re.findall(r"^ {8}(\w+): (.*(?:\n {12}.*)*)", doc, flags=re.M))
+    zero_means = [name for name, text in entries.items() if re.search(r"\b0 = (off|none|only)", " ".join(text.split()))]
+    assert {"keypoint_screen", "keypoint_hint_min_inliers", "fine_polish_cells", "frame_budget_ms", "global_every"} <= set(zero_means)
+    specs = {s.name: s for s in all_param_specs()}
+    for name in zero_means:
+        spec = specs[LOCALIZER_PREFIX + name]
+        assert spec.range is not None and spec.range[0] <= 0 <= spec.range[1], (name, spec.range)

@@ -172,6 +172,9 @@ LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "frame_budget_ms": (0.0, 600000.0),  # 0 = no budget
     "frame_budget_max_factor": (1.0, 64.0),  # 1 = a fixed budget
     "fine_polish_cells": (0, 16),  # 0 = off
+    "keypoint_screen": (0, 100000),  # 0 = off: every candidate fitted in rank order
+    "keypoint_screen_min": (0, 100000),
+    "keypoint_hint_min_inliers": (0, 100000),  # 0 = off
 }
 
 
