@@ -551,7 +551,9 @@ class Localizer:
             gsd = gsd_of(cand)
             kf = fit_keypoints(kp, flavour, self.store, reg.box, gsd, (w, h), ratio=cfg.ratio,
                                ransac_px=cfg.ransac_px, min_inliers=cfg.min_inliers, min_spread=cfg.min_spread, T_frame=T,
-                               min_inliers_3dof=cfg.min_inliers_3dof, hint_min_inliers=cfg.keypoint_hint_min_inliers)
+                               min_inliers_3dof=cfg.min_inliers_3dof,
+                               # only the rotation-invariant pass feeds _hinted; upright fits keep their 3-DOF fallback
+                               hint_min_inliers=cfg.keypoint_hint_min_inliers if flavour == "oriented" else 0)
             if kf.H is None and kf.H_weak is not None and (self._hint is None or kf.inliers > self._hint.inliers):
                 self._hint = kf  # the best weak fit of this frame (see _hinted)
             cand.matches = kf.matches

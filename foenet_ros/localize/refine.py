@@ -118,7 +118,7 @@ def fit_matches(pts_frame: np.ndarray, xy_map: np.ndarray, z_map: np.ndarray, gs
     count fell short, with at least ``hint_min_inliers`` > 0 of them).
     """
     n = len(pts_frame)
-    if n < max(4, min(min_inliers, hint_min_inliers) if hint_min_inliers > 0 else min_inliers):
+    if n < max(4, min(min_inliers, hint_min_inliers or min_inliers)):
         return KeypointFit(None, _EMPTY, _EMPTY, n, 0, f"{n} matches")
     p1 = pts_frame.astype(np.float32)
     p2 = xy_map
