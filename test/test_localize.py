@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import copy
 import math
 
 import numpy as np
@@ -134,6 +135,36 @@ def test_tracker_bridges_a_failed_frame_and_gates_search(loc, town):
     assert max(errs[0], errs[1], errs[3]) < 2.0
     loc.reset()
     assert not loc.tracker.initialised
+
+
+@pytest.mark.parametrize("max_footprints", [1.0, 0.0])
+def test_a_coasted_track_wider_than_the_frame_is_searched_by_retrieval_inside_its_gate(town_index, encoder, town,
+                                                                                       max_footprints):
+    """After a 6 s gap the track's gate (4 sigma) spans several footprints: scanning it densely cost
+    3-4x a retrieval in the soak (0.45-0.54 s against 0.11-0.14 s), so retrieval ranks the tiles inside
+    the gate ("gate"); with ``track_max_radius_footprints`` 0 the whole window is scanned ("track").
+    Both find the frame; the gated retrieval never leaves the gate."""
+    loc = Localizer(town_index, encoder, LocalizerConfig(track_max_radius_footprints=max_footprints))
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    x0, y0 = xmin + 150, (ymin + ymax) / 2
+    for t in (0.0, 1.0):
+        img, _ = render_view(town, INTR, CameraPose(x0 + 10.0 * t, y0, 100.0, heading_deg=90.0))
+        assert loc.localize(img, camera=INTR, heading_deg=90.0, altitude_m=100.0, stamp=t).status == "verified"
+    blank = np.full_like(img, 128)
+    assert loc.localize(blank, camera=INTR, heading_deg=90.0, altitude_m=100.0, stamp=2.0).status == "tracked"
+    pose = CameraPose(x0 + 80.0, y0, 100.0, heading_deg=90.0)  # 6 s later, on the same line
+    img, _ = render_view(town, INTR, pose)
+    ahead = copy.deepcopy(loc.tracker)
+    ahead.predict(8.0)  # the gate the frame will be searched in
+    (cx, cy), radius = ahead.position, max(loc.config.track_radius_m, loc.config.gate_sigmas * ahead.sigma_m)
+    est = loc.localize(img, camera=INTR, heading_deg=90.0, altitude_m=100.0, stamp=8.0)
+    footprint = 2.0 * 100.0 * math.tan(math.radians(INTR.hfov_deg) / 2.0)
+    assert radius > footprint, f"the test needs a gate wider than the frame ({radius:.0f} m vs {footprint:.0f} m)"
+    assert est.pose["search"] == ("gate" if max_footprints else "track")
+    assert est.status == "verified" and math.hypot(est.x - pose.x, est.y - pose.y) < 2.0
+    if max_footprints:
+        assert est.candidates and all(math.hypot(c.center_xy[0] - cx, c.center_xy[1] - cy) <= radius + 1e-6
+                                      for c in est.candidates)
 
 
 def test_prior_gates_the_search_and_a_wrong_prior_falls_back(loc, town):

@@ -112,6 +112,9 @@ class LocalizerConfig:
             candidates' by less than this (no distinct place: e.g. a frame from off the map).
     Tracking / gating:
         track_radius_m: the tracking window is at least this radius around the prediction, metres.
+        track_max_radius_footprints: a wider tracking window (radius in frame footprints) is searched by retrieval; 0 = never.
+            A track coasted through misses has a wide gate: scanning all of it densely costs more than
+            ranking the tiles inside it by retrieval (``pose["search"]`` = "gate").
         frame_budget_ms: wall-time budget of one frame's search (0 = none): once spent, no further search
             step starts (the next candidates, heading hypotheses, the sweep, the whole-map fallback) and
             the frame ends with what it has (often ``lost``; ``pose["budget_stopped_ms"]`` says so). The
@@ -213,6 +216,7 @@ class LocalizerConfig:
     retrieval_min_margin: float = 0.05
 
     track_radius_m: float = 30.0
+    track_max_radius_footprints: float = 1.0
     global_every: int = 0
     frame_budget_ms: float = 0.0
     frame_budget_max_factor: float = 4.0
@@ -286,6 +290,8 @@ class LocalizerConfig:
             raise ConfigError(f"fine_score_weights needs 6 numbers, got {self.fine_score_weights!r}")
         if not (0.0 <= self.fine_min_overlap <= 1.0):
             raise ConfigError(f"fine_min_overlap must be in [0, 1], got {self.fine_min_overlap}")
+        if not (self.track_max_radius_footprints >= 0):
+            raise ConfigError(f"track_max_radius_footprints must be >= 0 (0 = always scan), got {self.track_max_radius_footprints}")
         if not (self.frame_budget_ms >= 0):
             raise ConfigError(f"frame_budget_ms must be >= 0 (0 = no budget), got {self.frame_budget_ms}")
         if not (1.0 <= self.frame_budget_max_factor <= 64.0):

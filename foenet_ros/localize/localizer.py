@@ -186,11 +186,17 @@ class Localizer:
             # no altimeter: the height of the last fix (a track window has no tile size to guess the scale
             # from), with 10 % for the climb since
             sensors = _with(sensors, alt_m=self._last_alt, alt_sigma_m=0.1 * self._last_alt)
-        if tracking and sensors.heading_grid_deg is not None:
+        track_region = self._track_region() if tracking and sensors.heading_grid_deg is not None else None
+        if track_region is not None and self._window_too_wide(track_region, cam_f, sensors):
+            # a coasted track's gate spans several footprints: scanning all of it densely costs more than
+            # a retrieval, so the retrieval ranks the tiles inside the gate (at the track's heading)
+            mode, cands, rotation, regions = self._retrieve(work, sensors.heading_grid_deg, None, timings,
+                                                            near=self._track_gate())
+        elif track_region is not None:
             mode = "track"
             cands: list[Candidate] = []
             rotation: dict[int, int] = {}
-            regions = [self._track_region()]
+            regions = [track_region]
         else:
             mode, cands, rotation, regions = self._retrieve(work, heading_grid, prior, timings)
         self._since_global = self._since_global + 1 if mode == "track" else 0
@@ -207,7 +213,7 @@ class Localizer:
                                     thorough=False)
             dense, coarse = (d2, c2) if d2 is not None else (dense, coarse)
             mode += "+more"
-        if fix is None and mode in ("track", "prior") and cfg.global_fallback and not self._out_of_time():
+        if fix is None and mode in ("track", "gate", "prior") and cfg.global_fallback and not self._out_of_time():
             m2, c2, r2, reg2 = self._retrieve(work, heading_grid, None, timings)
             seen = {c.tile_id for c in cands}
             keep = [i for i, c in enumerate(c2) if c.tile_id not in seen][: cfg.top_k]
@@ -243,27 +249,42 @@ class Localizer:
             self._budget_factor = 1.0
 
     # ------------------------------------------------------------------ search regions
-    def _track_region(self) -> Region:
+    def _track_gate(self) -> tuple[np.ndarray, float]:
+        """The track's search disk: predicted position (frame metres) and radius (m)."""
         cfg = self.config
-        r = max(cfg.track_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
-        x, y = (float(v) for v in self.tracker.position)
+        return np.asarray(self.tracker.position, float), max(cfg.track_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
+
+    def _track_region(self) -> Region:
+        (x, y), r = self._track_gate()
         return Region((x - r, y - r, x + r, y + r), -1, None)
 
-    def _retrieve(self, work, heading_grid, prior, timings) -> tuple[str, list[Candidate], dict[int, int], list[Region]]:
-        """Encode the frame, search the index (near a prior when there is one), one region per candidate."""
+    def _window_too_wide(self, region: Region, cam, sensors: Sensors) -> bool:
+        """Whether the tracking window's half-width exceeds ``track_max_radius_footprints`` ground widths of
+        the frame (the dense scan's cost grows with the window's area in frame-sized cells)."""
+        if self.config.track_max_radius_footprints <= 0 or sensors.alt_m is None:
+            return False
+        fp = 2.0 * sensors.alt_m * math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
+        return (region.box[2] - region.box[0]) / 2.0 > self.config.track_max_radius_footprints * fp
+
+    def _retrieve(self, work, heading_grid, prior, timings, near: tuple[np.ndarray, float] | None = None,
+                  ) -> tuple[str, list[Candidate], dict[int, int], list[Region]]:
+        """Encode the frame, search the index, one region per candidate: near a prior when there is one
+        (mode "prior"), inside ``near`` = (centre xy, radius m), the track's gate (mode "gate"), else everywhere."""
         cfg = self.config
         t1 = time.perf_counter()
         queries = retrieval_queries(work, heading_grid, cfg.unknown_heading_rotations)
         descs = self.encoder.encode(queries, branch="drone")
         timings["encode"] += _ms(t1)
         t2 = time.perf_counter()
-        near, radius, mode = None, None, "global"
+        centre, radius, mode = None, None, "global"
         if prior is not None:
-            near = self.index.frame.from_lonlat(prior.lon, prior.lat)
+            centre = self.index.frame.from_lonlat(prior.lon, prior.lat)
             radius = max(cfg.gating_radius_m, cfg.gate_sigmas * prior.sigma_m)
             mode = "prior"
+        elif near is not None:
+            (centre, radius), mode = near, "gate"
         cands, rotation = search_candidates(self.index, descs, k=cfg.search_k, top_k=max(cfg.top_k, cfg.top_k_more),
-                                            dedup_frac=cfg.dedup_frac, near=near, radius=radius)
+                                            dedup_frac=cfg.dedup_frac, near=centre, radius=radius)
         regions = []
         for c in cands:
             h = cfg.crop_factor * c.size_m / 2.0

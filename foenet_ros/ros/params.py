@@ -169,6 +169,7 @@ LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "fine_min_score": (0.5, 1.0),
     "fine_strong_score": (0.5, 1.0),
     "global_every": (0, 100000),  # 0 = re-search the whole map only after a miss
+    "track_max_radius_footprints": (0.0, 1000.0),  # 0 = always scan the tracking window
     "frame_budget_ms": (0.0, 600000.0),  # 0 = no budget
     "frame_budget_max_factor": (1.0, 64.0),  # 1 = a fixed budget
     "fine_polish_cells": (0, 16),  # 0 = off
