@@ -12,7 +12,7 @@ for a moment, so a one-minute median needs tens of samples to say where the memo
 which frame was in flight (12 samples a minute scattered the medians by +-4 % with no trend); the
 least-squares slope of the samples after warm-up (MiB per minute) is reported too: a leak's sign.
 Without ``--index`` a synthetic map and its index are built first (~20 s). Frames are
-640x480 rgb8 renders of that map, cycled; both processes use config/fastdds_large_frames.xml.
+640x480 (``--frame-size``) rgb8 renders of that map, cycled; both processes use config/fastdds_large_frames.xml.
 Not a CI test; its result and command are in docs/ros.md.
 """
 
@@ -72,7 +72,8 @@ def slope_per_min(samples: list[tuple[float, float]]) -> float | None:
     return float(np.polyfit(t, r, 1)[0])
 
 
-def build_world(tmp: Path) -> tuple[Path, Path]:
+def build_world(tmp: Path, size: tuple[int, int] = (640, 480)) -> tuple[Path, Path]:
+    """A synthetic map, its index (``tmp/index``) and 8 frames of ``size`` (w, h) along a line (``tmp/frames.npz``)."""
     from foenet_ros.geo import CameraIntrinsics, CameraPose, render_view, synthetic_map
     from foenet_ros.index import IndexConfig, build_index
     from foenet_ros.model import Encoder, load_default_model
@@ -82,7 +83,7 @@ def build_world(tmp: Path) -> tuple[Path, Path]:
                 IndexConfig(scales_m=(90.0,)), progress=False)
     xmin, ymin, xmax, ymax = raster.bounds_xy
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
-    intr = CameraIntrinsics.from_hfov(70.0, 640, 480)
+    intr = CameraIntrinsics.from_hfov(70.0, *size)
     frames = [render_view(raster, intr, CameraPose(cx - 60 + 15 * i, cy - 20 + 5 * i, 90.0), distort=False)[0] for i in range(8)]
     np.savez(tmp / "frames.npz", frames=np.stack(frames))
     return tmp / "index", tmp / "frames.npz"
@@ -97,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-s", type=float, default=1.0, help="RSS sampling interval, seconds")
     p.add_argument("--index")
     p.add_argument("--frames-npz")
+    p.add_argument("--frame-size", default="640x480", help="WxH of the rendered frames (without --frames-npz), e.g. 1280x960")
     p.add_argument("--out", default="soak.json")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter, e.g. --param cpu_threads:=0 (repeatable)")
     args = p.parse_args(argv)
 
     import rclpy
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_msgs.msg import NavSatFix
 
     tmp = Path(tempfile.mkdtemp(prefix="foenet_soak_"))
-    index, npz = (Path(args.index), Path(args.frames_npz)) if args.index else build_world(tmp)
+    size = tuple(int(v) for v in args.frame_size.lower().split("x"))
+    index, npz = (Path(args.index), Path(args.frames_npz)) if args.index else build_world(tmp, size)
     env = dict(os.environ, FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_large_frames.xml"),
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(60 + os.getpid() % 30)),
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONPATH=str(REPO))
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     node_proc = subprocess.Popen([sys.executable, "-m", "foenet_ros.ros.node", "--ros-args", "--params-file",
                                   str(REPO / "config" / "foenet.yaml"), "-p", f"index_dir:={index}",
                                   "-p", "camera_info_topic:=''", "-p", "hfov_deg:=70.0",
-                                  "-p", "localizer.unknown_heading_rotations:=1"],
+                                  "-p", "localizer.unknown_heading_rotations:=1",
+                                  *[a for kv in args.param for a in ("-p", kv)]],
                                  env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     rclpy.init()
     node = rclpy.create_node("soak_listener")

@@ -32,3 +32,14 @@ import os as _os
 
 _os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 _os.environ.setdefault("ROS_DOMAIN_ID", str(10 + _os.getpid() % 90))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads_restored():
+    """A node started in-process sets torch's thread count (its ``cpu_threads`` parameter, default 1):
+    give the next test module back the count it had, so its timings do not depend on test order."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

@@ -243,6 +243,34 @@ def test_start_rejects_invalid_parameters(synth):
         rclpy.shutdown(context=ctx)
 
 
+def test_the_node_computes_on_one_cpu_thread_by_default(harness, synth):
+    """``cpu_threads`` (default 1) reaches torch (the dense stage) and ONNX Runtime (the encoder): a
+    2-thread pool spin-waiting against a busy camera process doubled the median frame time (docs/ros.md)."""
+    import torch
+
+    h, (raster, _) = harness, synth
+    assert h.node._settings["cpu_threads"] == 1
+    torch.set_num_threads(2)  # this (pytest's) thread has run torch: OpenMP keeps its own count
+    loc, seen = h.node._localizer, []
+    real = loc.localize
+
+    def spy(*args, **kwargs):  # the thread count where the Localizer runs, in the node's own thread
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    loc.localize = spy
+    try:
+        x, y, heading = _truth_points(raster)[0]
+        _send(h, _frame(raster, x, y, heading), 990, heading)
+        h.wait(lambda: _by_stamp(h.msgs("fix"), 990), 60, "NavSatFix for frame 990")
+    finally:
+        del loc.localize
+    assert seen == [1], f"torch threads where the node localised: {seen}"
+    enc = loc.encoder
+    if hasattr(enc, "_session"):  # the ONNX Runtime encoder (inference: auto with onnxruntime installed)
+        assert enc._session.get_session_options().intra_op_num_threads == 1
+
+
 def test_localizes_rendered_frames(harness, synth):
     h, (raster, _) = harness, synth
     tiles = h.wait(lambda: h.msgs("tiles"), 20, "the latched ~/map_tiles cloud")[-1]

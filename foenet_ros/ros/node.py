@@ -64,6 +64,7 @@ from foenet_ros.errors import CameraError, ConfigError, FoenetError, ImageError,
 from foenet_ros.ros import conversions as conv
 from foenet_ros.ros.health import HealthLimits, HealthState, assess
 from foenet_ros.ros.mailbox import LatestMailbox
+from foenet_ros.ros.runtime import set_cpu_threads
 from foenet_ros.ros.params import LOCALIZER_PREFIX, NodeSettings, ParamSpec, all_param_specs, settings_from_values
 from foenet_ros.ros.stats import RateMeter, StageLatency
 
@@ -573,6 +574,7 @@ class FoenetNode(Node):
                 )
             if not path.is_dir():
                 raise FileNotFoundError(f"index directory {path} does not exist")
+            set_cpu_threads(s["cpu_threads"])
             loc = self._onnx_localizer(path) if s["inference"] != "torch" and s["device"] in ("auto", "cpu") else None
             if loc is None:
                 loc = Localizer.from_paths(path, s["model_path"] or None, device=s["device"], config=s.localizer)
@@ -607,7 +609,7 @@ class FoenetNode(Node):
 
         s = self._settings
         try:
-            return onnx_localizer(path, s["model_path"] or None, s.localizer)
+            return onnx_localizer(path, s["model_path"] or None, s.localizer, threads=s["cpu_threads"])
         except ImportError as exc:
             reason = f"onnxruntime not importable ({exc})"
         except (FoenetError, OSError, ValueError, RuntimeError) as exc:
@@ -675,6 +677,9 @@ class FoenetNode(Node):
             camera = CameraIntrinsics.from_hfov(self._settings["hfov_deg"], rgb.shape[1], rgb.shape[0])
         loc = self._localizer
         kwargs = self._aiding(_stamp_seconds(header))
+        # OpenMP's thread count belongs to the calling thread, and the executor's threads take turns: set
+        # it in the thread that localises (~0.2 us)
+        set_cpu_threads(self._settings["cpu_threads"])
         try:
             est = self._localize(loc, rgb, camera, kwargs)
         except (ImageError, CameraError) as exc:

@@ -55,8 +55,12 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "FOENet checkpoint directory; empty = the bundled default model (must match the index)"),
     ParamSpec("device", "auto", "Inference device: auto | cpu | cuda | cuda:N"),
     ParamSpec("inference", "auto", "FOENet runtime: auto = ONNX Runtime on the CPU when onnxruntime is installed and device is "
-              "auto/cpu (no torch in the node: ~600 MiB less RSS; the model is exported once into the user cache), else "
+              "auto/cpu (no timm and no PyTorch model in the node: ~190 MiB less RSS, docs/ros.md Memory; the model is exported once into the user cache), else "
               "PyTorch | onnx | torch", choices=("auto", "onnx", "torch")),
+    ParamSpec("cpu_threads", 1, "CPU threads of the dense stage's torch operations and of the ONNX Runtime encoder (0 = one per "
+              "core). 1 by default: on a small companion computer the camera driver and the autopilot bridge share the cores, "
+              "and a 2-thread pool that spin-waits for a busy core doubled the median frame time and made 1-2 s frames "
+              "(docs/ros.md, Threads); alone on the machine 1 thread costs under 10 %", (0, 256), read_only=True),
     ParamSpec("index_retry_s", 5.0, "Seconds between attempts to load a missing/mismatched index", (0.5, 3600.0)),
     # --- inputs ----------------------------------------------------------------------------------
     ParamSpec("image_topic", names.CAMERA_IMAGE, "Camera image topic (relative names follow the namespace)", read_only=True),

@@ -1,10 +1,12 @@
-"""How the node gets its Localizer with the least memory: FOENet through ONNX Runtime, no torch import.
+"""How the node gets its Localizer with the least memory: FOENet through ONNX Runtime (no timm, no model weights in torch).
 
 Measured on the 2-core CI machine (docs/ros.md, Memory): ``import torch`` alone costs ~580 MiB of
 RSS with the pinned torch 2.14.1 wheel (a CUDA build, whose libraries are mapped even on a CPU),
-timm and the model another ~200 MiB; ONNX Runtime costs ~20 MiB. The Localizer and the tile index
-never import torch, and the Localizer only calls ``encoder.encode(images, branch="drone")``, so the
-node can hand it :class:`OnnxEncoder` instead of :class:`foenet_ros.model.Encoder`.
+timm and the model another ~200 MiB; ONNX Runtime costs ~20 MiB. The tile index never imports
+torch; since the fine stage the Localizer's dense overlap estimation does (its FFTs and warps), so
+what ONNX Runtime saves now is timm and the model, not torch itself (docs/ros.md, Memory). The
+Localizer only calls ``encoder.encode(images, branch="drone")``, so the node can hand it
+:class:`OnnxEncoder` instead of :class:`foenet_ros.model.Encoder`.
 
 The ONNX file is exported once per model (``foenet export``, checked against PyTorch to 1e-4,
 in a *child* process so this process never imports torch) into the user cache, keyed by the
@@ -168,8 +170,26 @@ def model_config(model_path: str | None) -> dict[str, Any]:
     return dict(doc, path=str(folder))
 
 
-def onnx_localizer(index_dir: Path, model_path: str | None, config: Any) -> Any:
-    """A Localizer over ``index_dir`` whose encoder is :class:`OnnxEncoder`, checked by a dry run.
+def set_cpu_threads(n: int) -> None:
+    """torch's intra-op threads for this process (the dense stage's FFTs, warps and convolutions, and a
+    PyTorch encoder); 0 leaves torch's default, one per core.
+
+    Why the node defaults to 1: torch's OpenMP pool spin-waits at every parallel region; with another
+    busy process on a 2-core machine (a camera driver) one of its two threads keeps waiting for a core,
+    and the dense stage's many small operations each pay that wait (docs/ros.md, Threads).
+
+    OpenMP keeps the count per thread (a thread that already ran torch keeps its own): call this in
+    the thread that runs the Localizer.
+    """
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def onnx_localizer(index_dir: Path, model_path: str | None, config: Any, threads: int = 0) -> Any:
+    """A Localizer over ``index_dir`` whose encoder is :class:`OnnxEncoder` (``threads`` intra-op
+    threads, 0 = ONNX Runtime's default), checked by a dry run.
 
     Raises:
         ImportError: onnxruntime is not installed.
@@ -182,7 +202,7 @@ def onnx_localizer(index_dir: Path, model_path: str | None, config: Any) -> Any:
 
     fingerprint = index_fingerprint(index_dir)
     onnx, meta = cached_onnx(fingerprint, model_path)
-    encoder = OnnxEncoder(onnx, meta)
+    encoder = OnnxEncoder(onnx, meta, threads)
     index = TileIndex.load(index_dir, expect_fingerprint=encoder.fingerprint)
     loc = Localizer(index, encoder, config)
     _dry_run(loc)
