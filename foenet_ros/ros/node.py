@@ -43,6 +43,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.node import Node
@@ -950,6 +951,20 @@ class FoenetNode(Node):
             [(f"{name}: localizer", hw, level, message, self._localizer_values()), (f"{name}: inputs", hw, in_level, in_msg, inputs)],
         )
         self._pub_diag.publish(arr)
+
+    def create_subscription(self, *args: Any, **kwargs: Any) -> Any:
+        """Every subscription of this node is made without rclpy's default QoS-event handlers.
+
+        With rmw_fastrtps (Jazzy), any event handler on a subscription whose reader receives a stream
+        (the camera's, even the incompatible-QoS one alone) made the executor's wait return ~1,500-2,400
+        times a second with nothing ready: the MultiThreadedExecutor's main thread rebuilt its wait set
+        in Python that often, 40-70 % of a core and GIL time that the Localizer's thread needs (the
+        soak's 2-4 s frames). Without them ~54 wait sets a second (docs/ros.md, Slow frames). What is
+        lost is rclpy's log line for a publisher with incompatible QoS; ``camera_qos: auto`` matches
+        the camera's reliability, and a silent camera is a diagnostics WARN.
+        """
+        kwargs.setdefault("event_callbacks", SubscriptionEventCallbacks(use_default_callbacks=False))
+        return super().create_subscription(*args, **kwargs)
 
     def destroy_node(self) -> None:
         self._closing = True
