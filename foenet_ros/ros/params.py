@@ -59,8 +59,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "PyTorch | onnx | torch", choices=("auto", "onnx", "torch")),
     ParamSpec("cpu_threads", 1, "CPU threads of the dense stage's torch operations and of the ONNX Runtime encoder (0 = one per "
               "core). 1 by default: on a small companion computer the camera driver and the autopilot bridge share the cores, "
-              "and a 2-thread pool that spin-waits for a busy core doubled the median frame time and made 1-2 s frames "
-              "(docs/ros.md, Threads); alone on the machine 1 thread costs under 10 %", (0, 256), read_only=True),
+              "and beside one busy process a 2-thread pool made frames 1.5x slower at the median and 6x at p99 "
+              "(bench/contention.py; docs/ros.md, Slow frames); alone on the machine 1 thread lost nothing measurable",
+              (0, 256), read_only=True),
     ParamSpec("index_retry_s", 5.0, "Seconds between attempts to load a missing/mismatched index", (0.5, 3600.0)),
     # --- inputs ----------------------------------------------------------------------------------
     ParamSpec("image_topic", names.CAMERA_IMAGE, "Camera image topic (relative names follow the namespace)", read_only=True),

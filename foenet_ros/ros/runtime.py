@@ -1,4 +1,4 @@
-"""How the node gets its Localizer with the least memory: FOENet through ONNX Runtime (no timm, no model weights in torch).
+"""How the node gets its Localizer with the least memory: FOENet on ONNX Runtime (no timm, no torch model).
 
 Measured on the 2-core CI machine (docs/ros.md, Memory): ``import torch`` alone costs ~580 MiB of
 RSS with the pinned torch 2.14.1 wheel (a CUDA build, whose libraries are mapped even on a CPU),
@@ -176,7 +176,7 @@ def set_cpu_threads(n: int) -> None:
 
     Why the node defaults to 1: torch's OpenMP pool spin-waits at every parallel region; with another
     busy process on a 2-core machine (a camera driver) one of its two threads keeps waiting for a core,
-    and the dense stage's many small operations each pay that wait (docs/ros.md, Threads).
+    and the dense stage's many small operations each pay that wait (docs/ros.md, Slow frames).
 
     OpenMP keeps the count per thread (a thread that already ran torch keeps its own): call this in
     the thread that runs the Localizer.
