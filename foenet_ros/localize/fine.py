@@ -228,7 +228,7 @@ class FineStage:
                keep_heat: bool = False, cache: dict | None = None) -> OverlapResult | None:
         """The coarse heatmap of one search box for a set of hypotheses."""
         cfg = self.cfg
-        fp = max(_footprint_width(cam, h) for h in hyps)
+        fp = max(footprint_width(cam, h.alt_m) for h in hyps)
         level = self.store.level_for(fp, cells or cfg.fine_coarse_cells)
         cell = self.store.cells[level]
         key = (level, tuple(hyps))
@@ -281,7 +281,7 @@ class FineStage:
         score is already strong without them (``info["patches"] = "skipped"``): on a map of
         another year they seldom agree and cost a third of a tracking frame."""
         cfg = self.cfg
-        fp = _footprint_width(cam, coarse.hyp)
+        fp = footprint_width(cam, coarse.hyp.alt_m)
         # the finest level whose template stays within 1.5x the target size, finer than the coarse pass
         cands = [k for k in self.store.search_levels if fp / self.store.cells[k] <= 1.5 * cfg.fine_patch_level_cells]
         level = min(cands) if cands else self.store.search_levels[-1]
@@ -377,7 +377,7 @@ class FineStage:
         ``fine_polish_cells`` cells of ``xy0`` (:func:`overlap.polish_peak`); None when it cannot say."""
         cell = self.store.cells[level]
         S = int(self.cfg.fine_polish_cells)
-        cells = int(round(_footprint_width(cam, hyp) / cell))
+        cells = int(round(footprint_width(cam, hyp.alt_m) / cell))
         tmpl = make_templates(frame, cam, [hyp], cell, self.extractors, max_cells=4 * cells, cache=cache)
         if not tmpl:
             return None
@@ -406,9 +406,9 @@ def _channel_weights(extractors) -> np.ndarray | None:
     return np.concatenate([np.full(e.channels, w_cfog if e.name == "cfog" else 1.0, np.float32) for e in extractors])
 
 
-def _footprint_width(cam: CameraIntrinsics, hyp: Hypothesis) -> float:
-    """Ground width seen by the frame at the nadir distance (m): ``2 alt tan(hfov / 2)``, longer side."""
-    return 2.0 * hyp.alt_m * math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
+def footprint_width(cam: CameraIntrinsics, alt_m: float) -> float:
+    """Ground width seen by the frame at the nadir distance ``alt_m`` (m): ``2 alt tan(fov / 2)``, longer side."""
+    return 2.0 * alt_m * math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
 
 
 def camera_or_pseudo(cam: CameraIntrinsics | None, width: int, height: int) -> tuple[CameraIntrinsics, bool]:
@@ -420,4 +420,4 @@ def camera_or_pseudo(cam: CameraIntrinsics | None, width: int, height: int) -> t
     return pseudo_camera(width, height), True
 
 
-__all__ = ["CameraError", "FineFix", "FineStage", "Region", "Sensors", "camera_or_pseudo"]
+__all__ = ["CameraError", "FineFix", "FineStage", "Region", "Sensors", "camera_or_pseudo", "footprint_width"]

@@ -38,7 +38,7 @@ from ..utils import channel_max
 from .budget import altitude_consistent, error_budget, on_map, tilt_consistent
 from .config import LocalizerConfig
 from .estimate import Candidate, GeoEstimate, Prior, validate_prior
-from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo
+from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo, footprint_width
 from .fine_score import dense_score
 from .overlap import apply_h
 from .pose import PoseFix, homography_fix, pnp_fix
@@ -186,17 +186,17 @@ class Localizer:
             # no altimeter: the height of the last fix (a track window has no tile size to guess the scale
             # from), with 10 % for the climb since
             sensors = _with(sensors, alt_m=self._last_alt, alt_sigma_m=0.1 * self._last_alt)
-        track_region = self._track_region() if tracking and sensors.heading_grid_deg is not None else None
-        if track_region is not None and self._window_too_wide(track_region, cam_f, sensors):
+        gate = self._track_gate() if tracking and sensors.heading_grid_deg is not None else None
+        if gate is not None and self._gate_too_wide(gate[1], cam_f, sensors):
             # a coasted track's gate spans several footprints: scanning all of it densely costs more than
             # a retrieval, so the retrieval ranks the tiles inside the gate (at the track's heading)
-            mode, cands, rotation, regions = self._retrieve(work, sensors.heading_grid_deg, None, timings,
-                                                            near=self._track_gate())
-        elif track_region is not None:
+            mode, cands, rotation, regions = self._retrieve(work, sensors.heading_grid_deg, None, timings, near=gate)
+        elif gate is not None:
             mode = "track"
             cands: list[Candidate] = []
             rotation: dict[int, int] = {}
-            regions = [track_region]
+            (x, y), r = gate
+            regions = [Region((x - r, y - r, x + r, y + r), -1, None)]
         else:
             mode, cands, rotation, regions = self._retrieve(work, heading_grid, prior, timings)
         self._since_global = self._since_global + 1 if mode == "track" else 0
@@ -254,17 +254,12 @@ class Localizer:
         cfg = self.config
         return np.asarray(self.tracker.position, float), max(cfg.track_radius_m, cfg.gate_sigmas * self.tracker.sigma_m)
 
-    def _track_region(self) -> Region:
-        (x, y), r = self._track_gate()
-        return Region((x - r, y - r, x + r, y + r), -1, None)
-
-    def _window_too_wide(self, region: Region, cam, sensors: Sensors) -> bool:
-        """Whether the tracking window's half-width exceeds ``track_max_radius_footprints`` ground widths of
-        the frame (the dense scan's cost grows with the window's area in frame-sized cells)."""
+    def _gate_too_wide(self, radius_m: float, cam, sensors: Sensors) -> bool:
+        """Whether the track's gate radius exceeds ``track_max_radius_footprints`` ground widths of the
+        frame (the dense scan's cost grows with the window's area in frame-sized cells)."""
         if self.config.track_max_radius_footprints <= 0 or sensors.alt_m is None:
             return False
-        fp = 2.0 * sensors.alt_m * math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
-        return (region.box[2] - region.box[0]) / 2.0 > self.config.track_max_radius_footprints * fp
+        return radius_m > self.config.track_max_radius_footprints * footprint_width(cam, sensors.alt_m)
 
     def _retrieve(self, work, heading_grid, prior, timings, near: tuple[np.ndarray, float] | None = None,
                   ) -> tuple[str, list[Candidate], dict[int, int], list[Region]]:
@@ -664,7 +659,7 @@ class Localizer:
         region = Region((x - r, y - r, x + r, y + r), regions[inside[0]].tag if inside else -1, fp)
         s = _with(sensors, heading_grid_deg=heading, heading_sigma_deg=cfg.fine_sweep_step_deg / 2.0)
         if s.alt_m is None and not pseudo:
-            alt = 0.5 * fp / math.tan(math.radians(max(cam.hfov_deg, cam.vfov_deg)) / 2.0)
+            alt = fp / footprint_width(cam, 1.0)  # the footprint grows in proportion to the altitude
             s = _with(s, alt_m=alt, alt_sigma_m=0.1 * alt)
         dense, coarse = self.fine.run(work, cam, s, [region], keep_heat=True, allow_homography=not pseudo)
         if dense is not None:
