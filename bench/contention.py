@@ -18,7 +18,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -64,17 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
 
-    from soak_node import build_world
+    from soak_node import world_dir
 
     from foenet_ros.geo import CameraIntrinsics
     from foenet_ros.localize import LocalizerConfig
     from foenet_ros.ros.params import NODE_LOCALIZER_DEFAULTS
     from foenet_ros.ros.runtime import onnx_localizer, set_cpu_threads
 
-    world = Path(args.world) if args.world else Path(tempfile.mkdtemp(prefix="foenet_contention_"))
-    if not (world / "frames.npz").exists():
-        world.mkdir(parents=True, exist_ok=True)
-        build_world(world)
+    world = world_dir(args.world, "foenet_contention_")
     frames = np.load(world / "frames.npz")["frames"]
     cam = CameraIntrinsics.from_hfov(70.0, frames.shape[2], frames.shape[1])
     cfg = LocalizerConfig(unknown_heading_rotations=1, **NODE_LOCALIZER_DEFAULTS)

@@ -21,7 +21,6 @@ import collections
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,14 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy.executors as executors
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
-    from soak_node import build_world
+    from soak_node import world_dir
 
     from foenet_ros.ros.node import FoenetNode
 
-    world = Path(args.world) if args.world else Path(tempfile.mkdtemp(prefix="foenet_wakeups_"))
-    if not (world / "frames.npz").exists():
-        world.mkdir(parents=True, exist_ok=True)
-        build_world(world)
+    world = world_dir(args.world, "foenet_wakeups_")
 
     counts: collections.Counter = collections.Counter()
     real = executors._rclpy

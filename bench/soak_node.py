@@ -89,6 +89,16 @@ def build_world(tmp: Path, size: tuple[int, int] = (640, 480)) -> tuple[Path, Pa
     return tmp / "index", tmp / "frames.npz"
 
 
+def world_dir(path: str | None, prefix: str = "foenet_world_") -> Path:
+    """A folder with the soak's world (``index/``, ``frames.npz``): ``path``, built there when it has none,
+    or a new temp dir (e.g. for bench/contention.py and bench/executor_wakeups.py)."""
+    world = Path(path) if path else Path(tempfile.mkdtemp(prefix=prefix))
+    if not (world / "frames.npz").exists():
+        world.mkdir(parents=True, exist_ok=True)
+        build_world(world)
+    return world
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0)
