@@ -9,6 +9,8 @@ Cases (all need $FOENET_DATA, see the shared data README):
                      altitude unknown (independent frames).
 * ``banepa-imu``     the same views, heading unknown, with an IMU attitude (sigma 0.5 deg) and a
                      baro altitude (sigma 3 %): what an autopilot gives at a cold start.
+* ``banepa-960``     the cold start at the speed bar's frame size: 960x540 views (same poses, same
+                     70 deg horizontal field), nothing known. Speed case for cold starts.
 * ``banepa-flight``  a 960x540 flight at 110 m, 10 m/s, 2 Hz over Banepa with compass (sigma 2 deg),
                      attitude (0.5 deg) and altitude (3 %): cold start, then tracking. Speed case.
 * ``naip-2012-2019`` / ``naip-2019-2020``: the map of one year, 960x540 frames rendered from another
@@ -57,7 +59,7 @@ from foenet_ros.localize import Localizer, LocalizerConfig  # noqa: E402
 from foenet_ros.utils import shared_data_dir  # noqa: E402
 
 log = logging.getLogger("bench_localize")
-CASES = ("banepa", "banepa-imu", "banepa-flight", "naip-2012-2019", "naip-2019-2020", "naip-nir", "pix4d",
+CASES = ("banepa", "banepa-imu", "banepa-960", "banepa-flight", "naip-2012-2019", "naip-2019-2020", "naip-nir", "pix4d",
          "aerovloc", "orthority")
 _SIG = set(inspect.signature(Localizer.localize).parameters)
 #: --fine-methods (cfog / foenet): the dense features the indexes store and the Localizer correlates
@@ -257,13 +259,15 @@ def banepa_index(data, cache, encoder):
     return mp, get_index(cache, "banepa_0.3m", mp, encoder, cfg)
 
 
-def case_banepa(data, cache, encoder, n, seed, with_imu: bool) -> dict:
+def case_banepa(data, cache, encoder, n, seed, with_imu: bool, size: tuple[int, int] = (640, 480)) -> dict:
+    """Cold starts anywhere on Banepa; ``size`` the frames' (w, h) at a 70 deg horizontal field."""
     mp, idx = banepa_index(data, cache, encoder)
-    intr = CameraIntrinsics.from_hfov(70, 640, 480)
+    intr = CameraIntrinsics.from_hfov(70, *size)
     poses = random_poses(mp, n, (80, 150), (0, 20), seed, margin_m=120)
     loc = Localizer(idx, encoder, loc_config())
     sensors = {"attitude_sigma": 0.5, "alt_sigma_frac": 0.03} if with_imu else None
-    return run_views("banepa" + ("-imu" if with_imu else ""), loc, mp, intr, poses, sequence=False, sensors=sensors)
+    name = "banepa" + ("-imu" if with_imu else "") + ("" if size == (640, 480) else f"-{size[0]}")
+    return run_views(name, loc, mp, intr, poses, sequence=False, sensors=sensors)
 
 
 def case_banepa_flight(data, cache, encoder, n, seed) -> dict:
@@ -395,6 +399,8 @@ def run_cases(args) -> dict:
         t = time.perf_counter()
         if case in ("banepa", "banepa-imu"):
             results[case] = case_banepa(data, cache, encoder, args.n_views, args.seed, case == "banepa-imu")
+        elif case == "banepa-960":
+            results[case] = case_banepa(data, cache, encoder, args.n_views, args.seed, False, size=(960, 540))
         elif case == "banepa-flight":
             results[case] = case_banepa_flight(data, cache, encoder, args.n_frames, args.seed)
         elif case == "naip-2012-2019":

@@ -3,6 +3,7 @@ feature store, guided matching, the acceptance score and the error budget (fast,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -291,6 +292,36 @@ def test_sift_detector_gives_both_flavours(town):
         assert np.array_equal(got.desc["oriented"], root_sift_u8(ref_d))
     up = SiftDetector(500).detect(img, mask.astype(bool), ("upright",))
     assert np.array_equal(up.desc["upright"], got.desc["upright"]) and np.array_equal(up.xy, got.xy)
+
+
+@pytest.mark.parametrize("heading", [37.0, 90.0, 212.0])
+def test_steered_upright_descriptors_match_the_frame_turned_north_up(town, heading):
+    """Upright descriptors steered on the frame (one detection for every heading) match those of the
+    frame turned north-up, which is how the map's upright keypoints look: a wrong steering does not."""
+    from foenet_ros.features.local import ratio_matches
+    from foenet_ros.localize.overlap import apply_h
+    from foenet_ros.localize.preprocess import north_up_transform, rotate_north_up
+
+    img = np.ascontiguousarray(town.image[:300, :400])
+    det = SiftDetector(500)
+    base = det.detect(img, None, ())
+    assert base.octave is not None and not base.desc
+    turned, R = rotate_north_up(img, heading, return_matrix=True)
+    M, wh = north_up_transform(img.shape[1], img.shape[0], heading)
+    assert np.allclose(M, R) and wh == turned.shape[1::-1]
+    ref = det.detect(turned, (turned.max(axis=2) > 0), ("upright",))  # what a north-up view gives
+
+    def correct_share(kp) -> float:
+        i1, i2, _ = ratio_matches(kp.desc["upright"], ref.desc["upright"], 0.8)
+        err = np.hypot(*(apply_h(R, kp.xy[i1].astype(np.float64)) - ref.xy[i2]).T)
+        return float(np.mean(err < 2.0)) if len(i1) >= 30 else 0.0
+
+    steered = det.steered(img, base, heading)
+    assert len(steered) >= 0.9 * len(base)
+    assert correct_share(steered) > 0.9
+    assert correct_share(det.steered(img, base, -heading)) < 0.3  # steered the other way: no match holds
+    with pytest.raises(ValueError, match="octave"):
+        det.steered(img, dataclasses.replace(base, octave=None), heading)
 
 
 def test_error_budget_and_plausibility():

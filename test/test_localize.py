@@ -382,9 +382,10 @@ def test_frame_budget_stops_the_search_and_says_so(town_index, encoder):
     steps = {}
     for budget in (0.0, 1e-3):
         loc = Localizer(town_index, encoder, LocalizerConfig(frame_budget_ms=budget))
-        fits = []
-        detect = loc.detector.detect
-        loc.detector.detect = lambda *a, _d=detect, _f=fits, **k: (_f.append(1), _d(*a, **k))[1]
+        fits = []  # keypoint descriptions: the oriented detection, then one steering per upright heading
+        for name in ("detect", "steered"):
+            fn = getattr(loc.detector, name)
+            setattr(loc.detector, name, lambda *a, _d=fn, _f=fits, **k: (_f.append(1), _d(*a, **k))[1])
         est = loc.localize(img, camera=INTR)
         assert est.status in ("lost", "retrieval")
         steps[budget] = (len(fits), est.pose.get("budget_stopped_ms"))
@@ -575,8 +576,24 @@ def test_a_keypoint_fit_short_of_inliers_tells_the_dense_stage_where_to_look(wid
         return dense, coarse
 
     monkeypatch.setattr(L.Localizer, "_hinted", moved)
+    # the step after it: the upright retry at the hint's heading only, not at retrieval's 4 quarter turns
+    # (here its north-up 3-DOF fit holds; else the sweep would follow)
+    steps, unguided = [], L.Localizer._unguided
+
+    def logged(self, work, cam, sensors, regions, cands, flavour):
+        if flavour == "upright":
+            steps.append(round(sensors.heading_grid_deg, 3))
+        return unguided(self, work, cam, sensors, regions, cands, flavour)
+
+    monkeypatch.setattr(L.Localizer, "_unguided", logged)
+    monkeypatch.setattr(L.Localizer, "_sweep", lambda self, *a, **k: (steps.append("sweep"), sweep(self, *a, **k))[1])
     est = Localizer(index, encoder, LocalizerConfig(min_inliers=300)).localize(img, camera=INTR)
     assert seen and seen[0] in (None, "none"), seen
     assert "keypoint_hint_inliers" not in est.pose  # the sweep, if anything, made the fix
+    hint_grid = town.frame.true_to_grid_heading(130.0, pose.x, pose.y)
+    before_sweep = steps[: steps.index("sweep")] if "sweep" in steps else steps
+    assert len(before_sweep) == 1 and abs((steps[0] - hint_grid + 180.0) % 360.0 - 180.0) < 5.0, steps
+    # (a 3-DOF fix gives the image centre, 7 m from the nadir at this 4 deg pitch: its sigma says so)
+    assert not est.has_fix or math.hypot(est.x - pose.x, est.y - pose.y) < 3.0 * est.sigma_m, (steps, est.pose)
     with pytest.raises(ConfigError, match="keypoint_hint_min_inliers"):
         LocalizerConfig(keypoint_hint_min_inliers=-1)

@@ -30,7 +30,8 @@ class LocalizerConfig:
         unknown_heading_rotations: without a heading, the query is encoded this many times, rotated
             by 360/n degrees each, and the best score per tile kept (1 = assume north-up).
         upright_hypotheses: heading unknown and rotation-invariant keypoints found nothing: upright keypoints
-            at this many of the rotations retrieval liked best (drone photo vs. satellite map), before the sweep.
+            at this many of the rotations retrieval liked best (drone photo vs. satellite map), before the sweep;
+            at the keypoint hint's heading alone when there is one (``keypoint_hint_min_inliers``).
         crop_factor: a candidate's search region is this many times its tile size.
     Fine stage (dense overlap estimation on the precomputed map features):
         fine_methods: dense feature methods to correlate (those the index stores; "cfog", "foenet").
@@ -81,6 +82,8 @@ class LocalizerConfig:
             A rotation-invariant fit refused only for too few inliers (sane, spread) gives the dense
             stage its heading, scale and place to search first, before the upright retries and the
             heading sweep; the dense fix there must pass the dense stage's own calibrated score (0 = off).
+            When it does not, the upright retry is at the hint's heading only (a measured heading instead
+            of retrieval's quarter turns; the sweep that follows does not use the hint).
         ratio: Lowe ratio test threshold.
         ransac_px: RANSAC reprojection threshold in keypoint-image pixels.
         min_inliers: a keypoint fix needs this many distinct, well-spread inliers.

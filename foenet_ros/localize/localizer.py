@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import CameraError
 from ..features import dense_extractor
-from ..features.local import SiftDetector
+from ..features.local import Keypoints, SiftDetector
 from ..geo.validate import check_altitude, check_attitude_pair, validate_heading
 from ..utils import channel_max
 from .budget import altitude_consistent, error_budget, on_map, tilt_consistent
@@ -42,7 +42,7 @@ from .fine import FineFix, FineStage, Region, Sensors, camera_or_pseudo, footpri
 from .fine_score import dense_score
 from .overlap import apply_h
 from .pose import PoseFix, homography_fix, pnp_fix
-from .preprocess import (camera_for_frame, check_frame, orientation_diversity, retrieval_queries, rotate_north_up,
+from .preprocess import (camera_for_frame, check_frame, north_up_transform, orientation_diversity, retrieval_queries,
                          working_frame)
 from .refine import fit_keypoints, frame_gsd, screen_windows
 from .retrieval import search_candidates
@@ -318,8 +318,12 @@ class Localizer:
                     dense, coarse = None, []
                 t3 = time.perf_counter()  # the hint's time is counted
             if fix is None and thorough and dense is None:
-                # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best
-                for h in self._heading_hypotheses(cands, rotation)[: self.config.upright_hypotheses]:
+                # drone photo vs. satellite: upright descriptors at the rotations retrieval liked best, or
+                # at the heading a keypoint fit short of inliers measured (then the retries at retrieval's
+                # quarter turns cost 3 more descriptions and fits for a heading already known better)
+                hyps = [self._hint_view(work)[1]] if self._hint is not None and self.config.keypoint_hint_min_inliers \
+                    else self._heading_hypotheses(cands, rotation)
+                for h in hyps[: self.config.upright_hypotheses]:
                     if self._out_of_time():
                         break
                     fix = self._timed(timings, "refine", self._unguided, work, kcam, _with(sensors, heading_grid_deg=h),
@@ -471,10 +475,9 @@ class Localizer:
     def _guided(self, work, cam, sensors, fix: PoseFix, dense: FineFix) -> PoseFix | None:
         """Keypoint refinement of a dense fix: guided matching, homography, pose; None if it does not hold."""
         cfg = self.config
-        kp_img, T = self._keypoint_view(work, fix.heading_grid_deg)
-        kp = self.detector.detect(kp_img, _data_mask(kp_img), ("upright",))
+        (w_kp, h_kp), T, kp = self._frame_keypoints(work, "upright", fix.heading_grid_deg)
         h, w = work.shape[:2]
-        gsd_kp = frame_gsd(dense.H_img_to_map @ np.linalg.inv(T), kp_img.shape[1], kp_img.shape[0])
+        gsd_kp = frame_gsd(dense.H_img_to_map @ np.linalg.inv(T), w_kp, h_kp)
         # the dense fit predicts where each ground point of the frame lies to within its residual,
         # even when the camera position itself is uncertain (an unknown tilt): guide by that
         radius = max(cfg.guided_radius_m, 3.0 * dense.rms_m + 2.0 * float(dense.info.get("fine_cell_m", 1.0)))
@@ -537,18 +540,15 @@ class Localizer:
         h, w = work.shape[:2]
         heading = sensors.heading_grid_deg if flavour == "upright" else None
         key = (flavour, None if heading is None else round(float(heading), 6))
-        if key not in self._kp_cache:  # the same view is matched again against later candidates
-            kp_img, T = self._keypoint_view(work, heading)
-            self._kp_cache[key] = (kp_img, T, self.detector.detect(kp_img, _data_mask(kp_img), (flavour,)))
-        kp_img, T, kp = self._kp_cache[key]
+        (w_kp, h_kp), T, kp = self._frame_keypoints(work, flavour, heading)
         if len(kp) < cfg.min_inliers:
             return None
 
         def gsd_of(cand) -> float:
             # the keypoints' GSD from the tile: the tile spans about the frame's footprint
             if cam is not None and sensors.alt_m is not None:
-                return sensors.alt_m / (cam.fx * kp_img.shape[1] / w)
-            return cand.size_m / math.sqrt(kp_img.shape[0] * kp_img.shape[1])
+                return sensors.alt_m / (cam.fx * w_kp / w)
+            return cand.size_m / math.sqrt(h_kp * w_kp)
 
         def order():  # the first candidate, then (only if the loop asks for more) the rest, screened
             todo = [j for j, c in enumerate(cands) if (key, c.tile_id) not in self._kp_done]
@@ -646,15 +646,9 @@ class Localizer:
         cfg, kf = self.config, self._hint
         if kf is None or not cfg.keypoint_hint_min_inliers:
             return None, []
-        h, w = work.shape[:2]
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        p = apply_h(kf.H_weak, np.array([[cx, cy], [cx, cy - 1.0], [0.0, cy], [w - 1.0, cy], [cx, 0.0], [cx, h - 1.0]]))
-        up = p[1] - p[0]  # the image's up direction on the map
-        heading = math.degrees(math.atan2(up[0], up[1])) % 360.0
-        fp = float(max(np.hypot(*(p[3] - p[2])), np.hypot(*(p[5] - p[4]))))  # ground length of the longer side
+        (x, y), heading, fp = self._hint_view(work)
         # the nadir lies within half a footprint of the image centre for tilts up to the half field of view
         r = 0.5 * fp
-        x, y = p[0]
         inside = [i for i, reg in enumerate(regions) if reg.box[0] <= x <= reg.box[2] and reg.box[1] <= y <= reg.box[3]]
         region = Region((x - r, y - r, x + r, y + r), regions[inside[0]].tag if inside else -1, fp)
         s = _with(sensors, heading_grid_deg=heading, heading_sigma_deg=cfg.fine_sweep_step_deg / 2.0)
@@ -667,18 +661,50 @@ class Localizer:
             dense.info.update(keypoint_hint_inliers=kf.inliers, keypoint_hint_heading_grid_deg=heading)
         return dense, coarse
 
-    def _keypoint_view(self, work: np.ndarray, heading_grid: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """The image keypoints are detected on: the working frame downscaled to ``verify_max_side``,
-        turned north-up when a heading is given. Returns ``(image, T: working px -> image px)``."""
-        s = min(1.0, self.config.verify_max_side / max(work.shape[:2]))
-        small = cv2.resize(work, (round(work.shape[1] * s), round(work.shape[0] * s)), interpolation=cv2.INTER_AREA) \
-            if s < 1 else work
-        sx, sy = small.shape[1] / work.shape[1], small.shape[0] / work.shape[0]
-        S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-        if heading_grid is None:
-            return small, S
-        img, R = rotate_north_up(small, heading_grid, return_matrix=True)
-        return img, R @ S
+    def _hint_view(self, work: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Where this frame's keypoint hint puts it: ``(image centre on the map [2] m, grid heading of
+        the image's up in degrees, ground length of its longer side in m)``."""
+        h, w = work.shape[:2]
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        p = apply_h(self._hint.H_weak, np.array([[cx, cy], [cx, cy - 1.0], [0.0, cy], [w - 1.0, cy], [cx, 0.0], [cx, h - 1.0]]))
+        up = p[1] - p[0]  # the image's up direction on the map
+        heading = math.degrees(math.atan2(up[0], up[1])) % 360.0
+        fp = float(max(np.hypot(*(p[3] - p[2])), np.hypot(*(p[5] - p[4]))))
+        return p[0], heading, fp
+
+    def _frame_keypoints(self, work: np.ndarray, flavour: str, heading_grid: float | None
+                         ) -> tuple[tuple[int, int], np.ndarray, Keypoints]:
+        """This frame's keypoints of one flavour, computed once per frame (later candidates and
+        passes reuse them): ``((w, h) of the keypoint view, T: working px -> view px, keypoints in view px)``.
+
+        They are detected once, on the working frame downscaled to ``verify_max_side``. The oriented
+        flavour is described there; the upright one at ``heading_grid`` is steered to the map's north
+        (:meth:`SiftDetector.steered`) and placed in the pixels of the frame turned north-up (the view
+        :func:`rotate_north_up` would make, which the north-up 3-DOF fit of the keypoints needs).
+        """
+        key = (flavour, None if heading_grid is None else round(float(heading_grid), 6))
+        if key in self._kp_cache:
+            return self._kp_cache[key]
+        if "small" not in self._kp_cache:
+            s = min(1.0, self.config.verify_max_side / max(work.shape[:2]))
+            small = cv2.resize(work, (round(work.shape[1] * s), round(work.shape[0] * s)), interpolation=cv2.INTER_AREA) \
+                if s < 1 else work
+            sx, sy = small.shape[1] / work.shape[1], small.shape[0] / work.shape[0]
+            S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+            self._kp_cache["small"] = (small, S)
+        small, S = self._kp_cache["small"]
+        if flavour == "oriented":
+            out = (small.shape[1], small.shape[0]), S, self.detector.detect(small, _data_mask(small), ("oriented",))
+            self._kp_cache["detected"] = out[2]  # the upright flavour describes the same keypoints
+        else:
+            if "detected" not in self._kp_cache:
+                self._kp_cache["detected"] = self.detector.detect(small, _data_mask(small), ())
+            kp = self.detector.steered(small, self._kp_cache["detected"], heading_grid)
+            R, wh = north_up_transform(small.shape[1], small.shape[0], heading_grid)
+            kp.xy = apply_h(R, kp.xy.astype(np.float64)).astype(np.float32)
+            out = wh, R @ S, kp
+        self._kp_cache[key] = out
+        return out
 
     # ------------------------------------------------------------------ headings
     def _heading_hypotheses(self, cands: list[Candidate], rotation: dict[int, int]) -> list[float]:

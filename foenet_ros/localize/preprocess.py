@@ -94,14 +94,21 @@ def rotate_north_up(image: np.ndarray, heading_deg: float, return_matrix: bool =
     (input pixels -> output pixels).
     """
     h, w = image.shape[:2]
+    M, (w2, h2) = north_up_transform(w, h, heading_deg)
+    out = cv2.warpAffine(image, M[:2], (w2, h2), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    return (out, M) if return_matrix else out
+
+
+def north_up_transform(w: int, h: int, heading_deg: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """What :func:`rotate_north_up` does to a ``w`` x ``h`` frame, without the pixels: the 3x3 transform
+    (input pixels -> output pixels) and the canvas size ``(w2, h2)``."""
     angle = -float(heading_deg)
     M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
     c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
     w2, h2 = int(math.ceil(w * c + h * s)), int(math.ceil(w * s + h * c))
     M[0, 2] += (w2 - w) / 2.0
     M[1, 2] += (h2 - h) / 2.0
-    out = cv2.warpAffine(image, M, (w2, h2), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-    return (out, np.vstack([M, [0.0, 0.0, 1.0]])) if return_matrix else out
+    return np.vstack([M, [0.0, 0.0, 1.0]]), (w2, h2)
 
 
 def center_square(image: np.ndarray, side: int | None = None) -> np.ndarray:
