@@ -396,6 +396,34 @@ def test_frame_budget_stops_the_search_and_says_so(town_index, encoder):
         LocalizerConfig(frame_budget_ms=-1.0)
 
 
+def test_upright_keypoints_get_the_frames_gsd_whatever_the_heading(town_index, encoder, monkeypatch):
+    """The GSD an upright keypoint fit assumes (it picks the map keypoints' pyramid levels and the
+    RANSAC threshold) is the frame's: the same at every heading, though the frame turned north-up
+    needs a larger canvas at 45 deg than at 0 deg."""
+    from foenet_ros.geo import synthetic_map
+    from foenet_ros.localize import localizer as L
+
+    elsewhere = synthetic_map(size_m=(300.0, 300.0), gsd_m=0.4, seed=123)  # not on the map: every step runs
+    xmin, ymin, xmax, ymax = elsewhere.bounds_xy
+    img, _ = render_view(elsewhere, INTR, CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 100.0, heading_deg=30.0))
+    seen: dict[float, set] = {}
+    fit = L.fit_keypoints
+
+    def spy(kp, flavour, store, box, gsd_m, *a, **k):
+        if flavour == "upright":
+            seen.setdefault(heading, set()).add(round(gsd_m, 6))
+        return fit(kp, flavour, store, box, gsd_m, *a, **k)
+
+    monkeypatch.setattr(L, "fit_keypoints", spy)
+    loc = Localizer(town_index, encoder, LocalizerConfig(top_k=2))
+    for heading in (0.0, 45.0, 90.0):
+        loc.reset()
+        loc.localize(img, camera=INTR, heading_deg=heading, altitude_m=100.0)
+    scale = min(1.0, loc.config.verify_max_side / 640.0)
+    assert set(seen) == {0.0, 45.0, 90.0}, seen
+    assert all(v == {round(100.0 / (INTR.fx * scale), 6)} for v in seen.values()), seen
+
+
 def test_frame_budget_grows_after_stopped_frames_and_returns_after_a_fix(town_index, encoder, town):
     """A machine too slow for the budget would stop every cold start at the same step and never
     localise: each stopped frame without a fix doubles the next frame's budget (up to

@@ -540,15 +540,18 @@ class Localizer:
         h, w = work.shape[:2]
         heading = sensors.heading_grid_deg if flavour == "upright" else None
         key = (flavour, None if heading is None else round(float(heading), 6))
-        (w_kp, h_kp), T, kp = self._frame_keypoints(work, flavour, heading)
+        _, T, kp = self._frame_keypoints(work, flavour, heading)
         if len(kp) < cfg.min_inliers:
             return None
+        # keypoint-view pixels per working pixel: the north-up turn keeps the scale (its canvas is larger
+        # than the frame, so the canvas size does not give it)
+        k_scale = math.sqrt(abs(float(np.linalg.det(T[:2, :2]))))
 
         def gsd_of(cand) -> float:
-            # the keypoints' GSD from the tile: the tile spans about the frame's footprint
+            # the keypoints' GSD from the altitude, else from the tile: the tile spans about the frame's footprint
             if cam is not None and sensors.alt_m is not None:
-                return sensors.alt_m / (cam.fx * w_kp / w)
-            return cand.size_m / math.sqrt(h_kp * w_kp)
+                return sensors.alt_m / (cam.fx * k_scale)
+            return cand.size_m / (k_scale * math.sqrt(h * w))
 
         def order():  # the first candidate, then (only if the loop asks for more) the rest, screened
             todo = [j for j, c in enumerate(cands) if (key, c.tile_id) not in self._kp_done]
