@@ -84,10 +84,14 @@ def index_config(*, fine_polish: bool = False, **kw) -> IndexConfig:
 
 #: --frame-budget-ms: the Localizer's per-frame search budget (None: the library default, no budget)
 FRAME_BUDGET_MS: float | None = None
+#: --mount-sigma-deg: LocalizerConfig.mount_sigma_deg (the views have no mount error: 0 by default)
+MOUNT_SIGMA_DEG: float = 0.0
 
 
 def loc_config() -> LocalizerConfig:
-    kw: dict = {}
+    # the rendered views have no camera-mount error: the roll/pitch and heading given (with their
+    # noise and sigma) are the camera's own, so the mount adds nothing (a version without the knob: skipped)
+    kw: dict = {"mount_sigma_deg": MOUNT_SIGMA_DEG} if "mount_sigma_deg" in {f.name for f in dataclasses.fields(LocalizerConfig)} else {}
     if FINE_METHODS is not None:
         kw["fine_methods"] = FINE_METHODS
     if FRAME_BUDGET_MS is not None:
@@ -394,7 +398,7 @@ def run_cases(args) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     results = {"env": {"impl_root": str(ROOT), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                        "loadavg_start": os.getloadavg(), "model": encoder.fingerprint,
-                       "frame_budget_ms": FRAME_BUDGET_MS}}
+                       "frame_budget_ms": FRAME_BUDGET_MS, "mount_sigma_deg": MOUNT_SIGMA_DEG}}
     for case in args.cases:
         t = time.perf_counter()
         if case in ("banepa", "banepa-imu"):
@@ -513,12 +517,16 @@ def main() -> int:
     ap.add_argument("--frame-budget-ms", type=float, default=None,
                     help="the Localizer's per-frame search budget, ms (default: the library's, none; the node's config "
                          "sets 1500)")
+    ap.add_argument("--mount-sigma-deg", type=float, default=0.0,
+                    help="LocalizerConfig.mount_sigma_deg (default 0: the rendered views have no camera-mount error; "
+                         "the library's default is 0.5)")
     ap.add_argument("--baseline", default=None, help="git revision to run side by side (e.g. 9264abf)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    global FINE_METHODS, FRAME_BUDGET_MS
+    global FINE_METHODS, FRAME_BUDGET_MS, MOUNT_SIGMA_DEG
     FINE_METHODS = tuple(args.fine_methods) if args.fine_methods else None
     FRAME_BUDGET_MS = args.frame_budget_ms
+    MOUNT_SIGMA_DEG = args.mount_sigma_deg
     if shared_data_dir() is None:
         print("set FOENET_DATA to the shared data folder", file=sys.stderr)
         return 2

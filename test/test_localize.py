@@ -201,6 +201,32 @@ def test_dense_overlap_alone_and_guided_refinement(town_index, encoder, town):
     assert math.hypot(refined.x - pose.x, refined.y - pose.y) < 0.5
 
 
+def test_the_camera_mount_adds_to_the_imu_attitude_and_heading_sigmas(town_index, encoder, town, monkeypatch):
+    """The IMU measures the body: the camera's mount (boresight, flex; ``mount_sigma_deg``) adds in
+    quadrature to the roll/pitch sigma the IMU states, so a fix that relies on that attitude carries
+    it in its covariance, and to the heading's, so the dense stage searches more heading bins."""
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2 + 20, (ymin + ymax) / 2, 95.0, heading_deg=130.0, pitch_deg=5.0, roll_deg=1.0)
+    img, _ = render_view(town, INTR, pose)
+    kw = dict(camera=INTR, heading_deg=town.frame.grid_to_true_heading(130.0, pose.x, pose.y), heading_sigma_deg=0.3,
+              altitude_m=95.0, attitude=(1.0, 5.0), attitude_sigma_deg=0.2)
+    out = {}
+    for mount in (0.0, 2.0):
+        loc = Localizer(town_index, encoder, LocalizerConfig(refine="never", mount_sigma_deg=mount))
+        bins, hyps = [], loc.fine.hypotheses
+        monkeypatch.setattr(loc.fine, "hypotheses", lambda *a, _h=hyps, **k: (bins.append(len(_h(*a, **k)[0])), _h(*a, **k))[1])
+        est = loc.localize(img, **kw)
+        assert est.status == "verified" and est.pose["source"] == "dense", est.pose
+        out[mount] = (est.pose["budget"]["attitude_m"], bins[0], est.sigma_m)
+    (att0, bins0, sig0), (att2, bins2, sig2) = out[0.0], out[2.0]
+    expect = math.tan(math.radians(math.hypot(0.2, 2.0))) / math.tan(math.radians(0.2))
+    assert att2 / att0 == pytest.approx(expect, rel=0.02), out  # same altitude: only the attitude sigma differs
+    assert att2 > 3.0 > att0 and sig2 > sig0, out  # 95 m x tan(2 deg) = 3.3 m reaches the stated sigma
+    assert bins0 == 1 and bins2 == 5, out  # +-2 sigma of 0.3 deg is inside one 2.5 deg bin; of 2.02 deg, not
+    with pytest.raises(ConfigError, match="mount_sigma_deg"):
+        LocalizerConfig(mount_sigma_deg=-0.1)
+
+
 def test_patches_are_searched_only_where_they_can_change_the_outcome(town_index, encoder, town):
     """fine_patches="auto": with the IMU attitude (no tilt to fit) and a score already strong
     without them, the patches are skipped -- same place, same grade; "always" searches them; and

@@ -95,6 +95,10 @@ class LocalizerConfig:
         heading_sigma_deg: of a given compass heading.
         altitude_sigma_frac: of a given altitude, as a fraction of it.
         attitude_sigma_deg: of a given roll/pitch.
+        mount_sigma_deg: camera-to-IMU/compass orientation error (boresight, mount flex, gimbal pointing), deg 1-sigma.
+            Added in quadrature to the sigma of every given roll/pitch and heading (stated or
+            assumed), so it reaches the fix covariance (the attitude term), the IMU tilt check and
+            the heading bins. 0 = the IMU's attitude is the camera's.
     Error budget (see foenet_ros.localize.budget):
         sigma_scale: multiplies the keypoint fit's bootstrap spread (calibrated on held-out views).
         bootstrap: homography refits on resampled inliers for the keypoint covariance.
@@ -203,6 +207,7 @@ class LocalizerConfig:
     heading_sigma_deg: float = 3.0
     altitude_sigma_frac: float = 0.05
     attitude_sigma_deg: float = 1.0
+    mount_sigma_deg: float = 0.5
 
     sigma_scale: float = 3.0
     bootstrap: int = 12
@@ -240,7 +245,7 @@ class LocalizerConfig:
         "min_inliers": 12, "min_inliers_3dof": 8, "min_spread": 0.05, "fine_min_score": 0.5, "fine_min_z": 3.0,
         "fine_patch_min_z": 2.0, "sigma_floor_m": 0.05, "sigma_scale": 0.5, "fine_sigma_scale": 0.5,
         "map_accuracy_m": 0.0, "terrain_relief_m": 0.0, "calibration_sigma_frac": 0.0, "heading_sigma_deg": 0.1,
-        "altitude_sigma_frac": 0.001, "attitude_sigma_deg": 0.01, "gate_chi2": 5.99, "fine_min_overlap": 0.2,
+        "altitude_sigma_frac": 0.001, "attitude_sigma_deg": 0.01, "mount_sigma_deg": 0.0, "gate_chi2": 5.99, "fine_min_overlap": 0.2,
         "min_orientations": 3.0,
     }
     #: upper bounds with the same purpose (a ratio test that accepts everything is no test)

@@ -164,13 +164,14 @@ class Localizer:
         h_w, w_w = work.shape[:2]
         s_w = w_w / rgb.shape[1]
         cam_f, pseudo = camera_or_pseudo(cam_w, w_w, h_w)
+        # the sensors measure the body (or the gimbal's base): the camera's mount adds its own error
         sensors = Sensors(
             heading_grid,
-            _sig(heading_sigma_deg, cfg.heading_sigma_deg),
+            math.hypot(_sig(heading_sigma_deg, cfg.heading_sigma_deg), cfg.mount_sigma_deg),
             float(altitude_m) if altitude_m is not None else None,
             _sig(altitude_sigma_m, cfg.altitude_sigma_frac * (altitude_m or 0.0) + 0.5),
             attitude if not pseudo else None,
-            _sig(attitude_sigma_deg, cfg.attitude_sigma_deg),
+            math.hypot(_sig(attitude_sigma_deg, cfg.attitude_sigma_deg), cfg.mount_sigma_deg),
         )
         timings["preprocess"] = _ms(t0)
 

@@ -181,6 +181,7 @@ LOCALIZER_RANGES: dict[str, tuple[float, float]] = {
     "keypoint_screen": (0, 100000),  # 0 = off: every candidate fitted in rank order
     "keypoint_screen_min": (0, 100000),
     "keypoint_hint_min_inliers": (0, 100000),  # 0 = off
+    "mount_sigma_deg": (0.0, 30.0),  # 0 = the IMU's attitude is the camera's
 }
 
 
