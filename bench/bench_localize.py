@@ -18,6 +18,9 @@ Cases (all need $FOENET_DATA, see the shared data README):
                      same sensors (attitude sigma 0.1 deg: a gimbal/INS-grade attitude at that height).
 * ``naip-nir``       the 2019 RGB map, frames from the 2020 near-infrared band (cross-sensor).
 * ``pix4d``          the Pix4D Bali drone orthomosaic, views at 40-70 m, heading unknown.
+* ``pix4d-12mp``     12 MP (4000x3000) nadir photos (tilt 0-5 deg) at 40-70 m over the same map, with a
+                     compass (sigma 3 deg) and an altimeter (3 %): a survey drone's photos as they
+                     come (the frame is downscaled once, first). Speed case for full-size photos.
 * ``aerovloc``       the real drone photo vs. its two satellite tiles (GPS truth), heading 0 and
                      unknown; and the off-map photo (must come back lost).
 * ``orthority``      4 real oblique frames (30 deg) vs. the orthos of the other three frames.
@@ -59,7 +62,7 @@ from foenet_ros.localize import Localizer, LocalizerConfig  # noqa: E402
 from foenet_ros.utils import shared_data_dir  # noqa: E402
 
 log = logging.getLogger("bench_localize")
-CASES = ("banepa", "banepa-imu", "banepa-960", "banepa-flight", "naip-2012-2019", "naip-2019-2020", "naip-nir", "pix4d",
+CASES = ("banepa", "banepa-imu", "banepa-960", "banepa-flight", "naip-2012-2019", "naip-2019-2020", "naip-nir", "pix4d", "pix4d-12mp",
          "aerovloc", "orthority")
 _SIG = set(inspect.signature(Localizer.localize).parameters)
 #: --fine-methods (cfog / foenet): the dense features the indexes store and the Localizer correlates
@@ -304,14 +307,21 @@ def case_naip(data, cache, encoder, n, seed, map_year: str, view_year: str, nir:
     return out
 
 
-def case_pix4d(data, cache, encoder, n, seed) -> dict:
+def case_pix4d(data, cache, encoder, n, seed, photos: bool = False) -> dict:
+    """Views of the Pix4D orthomosaic: 640x480, heading unknown; ``photos``: 12 MP nadir photos with
+    compass and altimeter."""
     tif = sorted((data / "pix4d_bali_ortho").glob("*.tif"))[0]
     mp = read_map([tif])
     cfg = index_config(hfov_deg=70, image_size=(640, 480), alt_range_m=(40, 70), max_tilt_deg=15)
     idx = get_index(cache, "pix4d", [tif], encoder, cfg)
+    loc = Localizer(idx, encoder, loc_config())
+    if photos:
+        intr = CameraIntrinsics.from_hfov(70, 4000, 3000)
+        poses = random_poses(mp, n, (40, 70), (0, 5), seed + 1, margin_m=40)
+        return run_views("pix4d-12mp", loc, mp, intr, poses, sequence=False,
+                         sensors={"heading_sigma": 3.0, "alt_sigma_frac": 0.03})
     intr = CameraIntrinsics.from_hfov(70, 640, 480)
     poses = random_poses(mp, n, (40, 70), (0, 15), seed, margin_m=40)
-    loc = Localizer(idx, encoder, loc_config())
     return run_views("pix4d", loc, mp, intr, poses, sequence=False)
 
 
@@ -415,6 +425,8 @@ def run_cases(args) -> dict:
             results[case] = case_naip(data, cache, encoder, args.n_frames, args.seed, "2019", "2020", nir=True)
         elif case == "pix4d":
             results[case] = case_pix4d(data, cache, encoder, args.n_views, args.seed)
+        elif case == "pix4d-12mp":
+            results[case] = case_pix4d(data, cache, encoder, args.n_views, args.seed, photos=True)
         elif case == "aerovloc":
             results[case] = case_aerovloc(data, cache, encoder)
         elif case == "orthority":
