@@ -257,3 +257,11 @@ def test_build_index_cli_on_a_geotiff(tmp_path, small_map):
     # existing output without --force: a clear error, exit code 2
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "already exists" in res.stderr
+    # --kp-gsd-m: map keypoints from a finer level than the map's 0.4 m pixels (the map upsampled)
+    default_gsds = TileIndex.load(out).manifest["fine"]["keypoints"]["gsd_m"]
+    res = subprocess.run([*cmd, "--force", "--kp-gsd-m", "0.2"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    gsds = TileIndex.load(out).manifest["fine"]["keypoints"]["gsd_m"]
+    assert gsds[0] == pytest.approx(0.2) and default_gsds[0] >= 0.4, (gsds, default_gsds)
+    res = subprocess.run([*cmd, "--force", "--kp-gsd-m", "0"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "kp_gsd_m must be > 0" in res.stderr, res.stderr

@@ -89,6 +89,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "footprint where keypoints do not match (another year or sensor; NAIP at 1500 m: 88 -> 92.5 "
                         "%% within 10 m, +30-40 ms a frame)")
     f.add_argument("--no-keypoints", action="store_true", help="store no map keypoints (no keypoint refinement)")
+    f.add_argument("--kp-gsd-m", type=float, default=None,
+                   help="GSD of the finest map keypoint level, m/px (default: the frames' GSD at the smallest tile, "
+                        "never finer than the map). Finer than the map when the drone's frames are much finer than "
+                        "the map: Pix4D 0.35 m map, frames ~0.1 m, 0.15 -> 40/40 views verified instead of 39, median "
+                        "0.27 instead of 0.44 m")
     p.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
     p.add_argument("--chunk-tiles", type=int, default=1024,
                    help="tiles per checkpointed chunk: the unit of resume and of sharding (default 1024)")
@@ -121,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         map_accuracy_m=args.map_accuracy_m,
         dsm=args.dsm,
         fine=FineConfig(methods=tuple(args.fine_methods), keypoints=not args.no_keypoints,
-                        polish=args.fine_polish),
+                        polish=args.fine_polish, kp_gsd_m=args.kp_gsd_m),
     )
     if args.threads > 0:
         import torch
