@@ -24,6 +24,9 @@ Cases (all need $FOENET_DATA, see the shared data README):
 * ``aerovloc``       the real drone photo vs. its two satellite tiles (GPS truth), heading 0 and
                      unknown; and the off-map photo (must come back lost).
 * ``orthority``      4 real oblique frames (30 deg) vs. the orthos of the other three frames.
+* ``orthority-tags`` the same frames with what their own DJI tags state (gimbal heading and tilt, height
+                     above take-off, calibrated focal length, no distortion), read as ``foenet localize``
+                     reads them; versions without the tag reader skip it.
 
 Usage::
 
@@ -55,7 +58,7 @@ import numpy as np
 ROOT = Path(os.environ.get("FOENET_IMPL_ROOT") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
 
-from foenet_ros.geo import CameraIntrinsics, CameraPose, read_map  # noqa: E402
+from foenet_ros.geo import CameraIntrinsics, CameraPose, pose_from_opk, read_map  # noqa: E402
 from foenet_ros.geo.render import render_view  # noqa: E402
 from foenet_ros.index import IndexConfig, TileIndex, build_index  # noqa: E402
 from foenet_ros.localize import Localizer, LocalizerConfig  # noqa: E402
@@ -63,7 +66,7 @@ from foenet_ros.utils import shared_data_dir  # noqa: E402
 
 log = logging.getLogger("bench_localize")
 CASES = ("banepa", "banepa-imu", "banepa-960", "banepa-flight", "naip-2012-2019", "naip-2019-2020", "naip-nir", "pix4d", "pix4d-12mp",
-         "aerovloc", "orthority")
+         "aerovloc", "orthority", "orthority-tags")
 _SIG = set(inspect.signature(Localizer.localize).parameters)
 #: --fine-methods (cfog / foenet): the dense features the indexes store and the Localizer correlates
 FINE_METHODS: tuple[str, ...] | None = None
@@ -354,8 +357,9 @@ def case_aerovloc(data, cache, encoder) -> dict:
     return out
 
 
-def case_orthority(data, cache, encoder) -> dict:
-    """4 real oblique frames (30 deg pitch, 4 headings) vs. the ortho mosaic of the OTHER three frames."""
+def case_orthority(data, cache, encoder, tags: bool = False) -> dict:
+    """4 real oblique frames (30 deg pitch, 4 headings) vs. the ortho mosaic of the OTHER three frames;
+    ``tags``: localised with the camera, heading, tilt and height their own tags state."""
     import csv
 
     import cv2
@@ -369,8 +373,10 @@ def case_orthority(data, cache, encoder) -> dict:
                             (h - 1) / 2 + cam["c_y"] * s, (cam["k1"], cam["k2"], cam["p1"], cam["p2"], cam["k3"]))
     rows = list(csv.reader((root / "io" / "odm_xyz_opk.csv").read_text().splitlines(), delimiter=" ", quotechar="'"))
     gt = {r[0]: (float(r[1]), float(r[2]), float(r[3])) for r in rows[1:] if r}
+    opk = {r[0]: tuple(float(v) for v in r[1:7]) for r in rows[1:] if r}
     with rasterio.open(root / "dsm.tif") as ds:
         ground_z = float(ds.read(1, masked=True).mean())
+    truth_heading = {n: pose_from_opk(*v, ground_z=ground_z).heading_deg for n, v in opk.items()}
     out = {"frames": {}}
     for name, (x, y, z) in gt.items():
         others = [root / "ortho" / f"{o}_ORTHO.tif" for o in gt if o != name]
@@ -383,10 +389,19 @@ def case_orthority(data, cache, encoder) -> dict:
         img = cv2.cvtColor(cv2.imread(str(root / "images" / f"{name}.tif")), cv2.COLOR_BGR2RGB)
         loc = Localizer(idx, encoder, loc_config())
         t = time.perf_counter()
-        est = loc.localize(img, camera=intr)
+        if tags:
+            from foenet_ros.commands.localize import sensors_for_photo
+            from foenet_ros.geo.photo_metadata import photo_metadata
+
+            meta = photo_metadata(root / "images" / f"{name}.tif", img.shape[1], img.shape[0])
+            sensors = sensors_for_photo({"heading_deg": None, "attitude": None, "altitude_m": None}, meta, None)
+            est = loc.localize(img, **sensors)
+        else:
+            est = loc.localize(img, camera=intr)
         err = math.hypot(est.x - x, est.y - y) if est.has_fix else None
         out["frames"][name] = {"status": est.status, "err_m": err, "sigma_m": est.sigma_m, "alt_est_m": est.alt_m,
                                "alt_true_m": alt, "wall_ms": (time.perf_counter() - t) * 1000,
+                               "heading_err_deg": _angle_diff(est.heading_deg, truth_heading[name]) if est.has_fix else None,
                                "source": est.pose.get("source"), "model": est.pose.get("model")}
         log.info("orthority %s: %s err=%s sigma=%.1f", name, est.status, err, est.sigma_m)
     errs = [f["err_m"] for f in out["frames"].values() if f["status"] == "verified" and f["err_m"] is not None]
@@ -431,6 +446,11 @@ def run_cases(args) -> dict:
             results[case] = case_aerovloc(data, cache, encoder)
         elif case == "orthority":
             results[case] = case_orthority(data, cache, encoder)
+        elif case == "orthority-tags":
+            if not (ROOT / "foenet_ros" / "geo" / "photo_metadata.py").exists():
+                log.warning("orthority-tags skipped: this version reads no photo tags")
+                continue
+            results[case] = case_orthority(data, cache, encoder, tags=True)
         results[case]["wall_s"] = time.perf_counter() - t
     results["env"]["loadavg_end"] = os.getloadavg()
     return results
@@ -491,6 +511,11 @@ def speed_table(results: dict, baseline: dict | None) -> str:
                                if k not in ("wall", "total") and v["p99"] >= 0.5)
             rows.append(f"| {case} | {label} | {mode('tracking_ms')} | {mode('cold_ms')} | {stages} |")
     return "\n".join(rows)
+
+
+def _angle_diff(a: float, b: float) -> float:
+    """Signed a - b wrapped to [-180, 180) degrees."""
+    return (a - b + 180.0) % 360.0 - 180.0
 
 
 def _err(e) -> str:

@@ -5,6 +5,11 @@ camera is known, else where the image centre lands), heading_deg (compass headin
 image's up direction, clockwise from true north), sigma_m (1-sigma horizontal error radius),
 status (verified | retrieval | tracked | lost) and score (0..1). Images are treated as one
 sequence (the tracker bridges failures) unless --independent is given.
+
+A photo's own tags (DJI XMP gimbal angles and height, the calibrated or 35 mm focal length; see
+:mod:`foenet_ros.geo.photo_metadata`) supply, per photo, what the flags do not state
+(``--metadata ignore`` turns that off). Its GNSS tag is a prior only with --prior-from-gnss; a
+photo with one gets ``gnss_offset_m``, the fix's distance from it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ EXAMPLES = """
   foenet localize --index maps/banepa --camera-info camera.yaml --altitude-m 120 --heading-deg 45 frames/*.jpg
   # field of view only; full JSON (candidates, covariance, timings)
   foenet localize --index maps/banepa --hfov 70 --json frame.png
+  # DJI survey photos: camera, gimbal heading/tilt and height come from each photo's tags
+  foenet localize --index maps/site --independent DCIM/100MEDIA/*.JPG
 """
+
+#: 1-sigma of a photo's take-off-relative height used as the height above the ground below it:
+#: the ground may lie higher or lower than the take-off point (fraction of the height, plus metres)
+TAG_HEIGHT_SIGMA = (0.1, 2.0)
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +58,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="compass heading of the image-up direction (clockwise from TRUE north), degrees")
     p.add_argument("--attitude", type=float, nargs=2, default=None, metavar=("ROLL", "PITCH"),
                    help="camera roll and pitch (tilt from nadir), degrees, e.g. from the IMU")
-    p.add_argument("--prior", type=float, nargs=2, default=None, metavar=("LAT", "LON"),
-                   help="position prior (e.g. the last GNSS fix): search near it first")
+    pri = p.add_mutually_exclusive_group()
+    pri.add_argument("--prior", type=float, nargs=2, default=None, metavar=("LAT", "LON"),
+                     help="position prior (e.g. the last GNSS fix): search near it first")
+    pri.add_argument("--prior-from-gnss", action="store_true",
+                     help="each photo's GNSS tag (EXIF GPS) is its prior, with --prior-sigma-m")
     p.add_argument("--prior-sigma-m", type=float, default=PRIOR_SIGMA_DEFAULT,
                    help=f"1-sigma radius of --prior, metres (default {PRIOR_SIGMA_DEFAULT:g})")
+    p.add_argument("--metadata", choices=("auto", "ignore"), default="auto",
+                   help="auto (default): each photo's tags (DJI XMP gimbal yaw/pitch/roll and height above "
+                        "take-off, calibrated or 35 mm focal length) fill in what the flags do not state; "
+                        "ignore: use the flags only")
     p.add_argument("--top-k", type=int, default=None, help="candidates to verify (default from LocalizerConfig)")
     p.add_argument("--refine", choices=("auto", "always", "never"), default=None,
                    help="keypoint refinement after the dense fix (default auto: where it pays)")
@@ -133,6 +151,27 @@ def check_inputs(args: argparse.Namespace) -> dict:
     return out
 
 
+def sensors_for_photo(inputs: dict, meta, camera) -> dict:
+    """The Localizer's sensor arguments for one photo: the flags' values (``inputs``, ``camera``),
+    else the photo's tags (``meta``, a PhotoMetadata). A take-off-relative height gets
+    :data:`TAG_HEIGHT_SIGMA`; the other tagged values the Localizer's default sigmas."""
+    out = {"camera": camera if camera is not None else meta.camera,
+           "heading_deg": inputs["heading_deg"] if inputs["heading_deg"] is not None else meta.heading_deg,
+           "attitude": inputs["attitude"] if inputs["attitude"] is not None else meta.attitude,
+           "altitude_m": inputs["altitude_m"]}
+    if out["altitude_m"] is None and meta.height_m is not None:
+        out["altitude_m"] = meta.height_m
+        out["altitude_sigma_m"] = TAG_HEIGHT_SIGMA[0] * meta.height_m + TAG_HEIGHT_SIGMA[1]
+    return out
+
+
+def gnss_offset_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Geodesic distance between two (lat, lon) points on WGS84, metres."""
+    from pyproj import Geod
+
+    return float(Geod(ellps="WGS84").inv(a[1], a[0], b[1], b[0])[2])
+
+
 def run(args: argparse.Namespace) -> int:
     from ..utils import check_image_budget, read_image_checked
 
@@ -145,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     base_camera = read_camera_info(args.camera_info) if args.camera_info else None
 
     from ..geo import CameraIntrinsics
+    from ..geo.photo_metadata import PhotoMetadata, photo_metadata
     from ..localize import Localizer, LocalizerConfig, Prior
     from ..localize.plot import plot_estimate
 
@@ -154,16 +194,24 @@ def run(args: argparse.Namespace) -> int:
         overrides["search_k"] = max(LocalizerConfig().search_k, 4 * overrides["top_k"])
     config = LocalizerConfig().replace(**overrides)
     loc = Localizer.from_paths(args.index, args.model, device=args.device, config=config)
-    prior = Prior(*inputs["prior"]) if inputs["prior"] else None
     for i, path in enumerate(args.images):
         frame = read_image_checked(path, args.max_megapixels)
+        h, w = frame.shape[:2]
+        meta = photo_metadata(path, w, h) if args.metadata == "auto" or args.prior_from_gnss else PhotoMetadata()
+        if args.metadata == "auto" and meta.sources:
+            log.info("%s: from its tags: %s", Path(path).name, meta.describe())
         camera = base_camera
         if args.hfov is not None:
-            camera = CameraIntrinsics.from_hfov(args.hfov, frame.shape[1], frame.shape[0])
+            camera = CameraIntrinsics.from_hfov(args.hfov, w, h)
+        sensors = sensors_for_photo(inputs, meta if args.metadata == "auto" else PhotoMetadata(), camera)
+        prior = Prior(*inputs["prior"]) if inputs["prior"] else None
+        if args.prior_from_gnss:
+            if meta.gnss is None:
+                log.warning("%s: no GNSS tag: localised without a prior", Path(path).name)
+            prior = Prior(*meta.gnss, args.prior_sigma_m) if meta.gnss else None
         if args.independent:
             loc.reset()
-        est = loc.localize(frame, camera=camera, prior=prior, heading_deg=inputs["heading_deg"],
-                           altitude_m=inputs["altitude_m"], attitude=inputs["attitude"], stamp=float(i))
+        est = loc.localize(frame, prior=prior, stamp=float(i), **sensors)
         full = est.to_json()
         if args.json:
             out = {"image": path, **full}
@@ -171,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
             out = {"image": path, **{k: full[k] for k in ("lat", "lon", "heading_deg", "sigma_m", "status", "score",
                                                             "alt_m", "inliers")},
                    "total_ms": full["timings_ms"].get("total")}
+        if meta.gnss is not None and est.has_fix and sensors["camera"] is not None:  # else lat/lon is not the camera
+            out["gnss_offset_m"] = round(gnss_offset_m(meta.gnss, (full["lat"], full["lon"])), 2)
+        if args.json and args.metadata == "auto":
+            out["metadata"] = meta.sources
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
         if args.plot:
