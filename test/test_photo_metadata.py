@@ -152,7 +152,7 @@ def test_the_real_phantom_4_pro_tags_agree_with_the_reconstruction(shared_data):
         assert m.height_m == pytest.approx(100.0, abs=1.0)
 
 
-def test_localize_cli_takes_camera_and_pose_from_a_real_photos_tags(shared_data, tmp_path, capsys):
+def test_localize_cli_takes_camera_and_pose_from_a_real_photos_tags(shared_data, tmp_path, capsys, caplog):
     """A real DJI frame against the orthos of the other three frames with no camera or pose flag: the
     tags give the distorted camera, the gimbal's heading and tilt and the height; the fix is within 2 m
     of the reconstructed camera and the GNSS tag within 10 m of the fix."""
@@ -170,7 +170,9 @@ def test_localize_cli_takes_camera_and_pose_from_a_real_photos_tags(shared_data,
                  "--dsm", str(root / "dsm.tif"), "--device", "cpu", "--no-progress"]) == 0
     capsys.readouterr()
     photo = str(root / "images" / f"{name}.tif")
+    caplog.set_level(logging.WARNING, logger="foenet_ros.commands.localize")
     assert main(["localize", "--index", str(idx), "--json", "--device", "cpu", photo]) == 0
+    assert "distortion" not in caplog.text  # the tags' calibration has it
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["status"] == "verified"
     assert set(out["metadata"]) == {"camera", "heading", "attitude", "height", "gnss"}
@@ -189,3 +191,7 @@ def test_localize_cli_takes_camera_and_pose_from_a_real_photos_tags(shared_data,
     assert main(["localize", "--index", str(idx), "--device", "cpu", "--metadata", "ignore", "--json", photo]) == 0
     plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "metadata" not in plain and "gnss_offset_m" not in plain
+    # the field of view alone for this wide lens: a warning that its distortion is missing
+    assert main(["localize", "--index", str(idx), "--device", "cpu", "--metadata", "ignore", "--hfov", "73.5",
+                 photo, photo]) == 0
+    assert caplog.text.count("without a distortion model") == 1  # once per camera, not per photo

@@ -165,6 +165,24 @@ def sensors_for_photo(inputs: dict, meta, camera) -> dict:
     return out
 
 
+#: a field of view (deg) above which a lens without a distortion model is worth a warning
+WIDE_LENS_HFOV_DEG = 60.0
+
+
+def warn_undistorted_wide_lens(camera, path, warned: set) -> None:
+    """Warn once per camera when a wide lens comes without distortion coefficients: on the orthority
+    Phantom 4 Pro frames (73.5 deg, k1 = -0.27) that put tilted fixes 1.5-22 m off, 2 of 4 beyond
+    2 sigma, where its calibration gave 0.4-0.8 m (docs/localize.md)."""
+    if camera is None or camera.has_distortion or camera.hfov_deg <= WIDE_LENS_HFOV_DEG:
+        return
+    key = (camera.width, camera.height, round(camera.fx, 1))
+    if key not in warned:
+        warned.add(key)
+        log.warning("%s: a %.0f deg lens without a distortion model: tilted frames may come out metres off, "
+                    "beyond their sigma; give its calibration (--camera-info, or photos with DJI DewarpData)",
+                    Path(path).name, camera.hfov_deg)
+
+
 def gnss_offset_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Geodesic distance between two (lat, lon) points on WGS84, metres."""
     from pyproj import Geod
@@ -194,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["search_k"] = max(LocalizerConfig().search_k, 4 * overrides["top_k"])
     config = LocalizerConfig().replace(**overrides)
     loc = Localizer.from_paths(args.index, args.model, device=args.device, config=config)
+    warned: set = set()
     for i, path in enumerate(args.images):
         frame = read_image_checked(path, args.max_megapixels)
         h, w = frame.shape[:2]
@@ -209,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             if meta.gnss is None:
                 log.warning("%s: no GNSS tag: localised without a prior", Path(path).name)
             prior = Prior(*meta.gnss, args.prior_sigma_m) if meta.gnss else None
+        warn_undistorted_wide_lens(sensors["camera"], path, warned)
         if args.independent:
             loc.reset()
         est = loc.localize(frame, prior=prior, stamp=float(i), **sensors)
