@@ -120,6 +120,11 @@ def test_photos_without_usable_tags(tmp_path):
     assert photo_metadata(_photo(tmp_path / "a.jpg"), 400, 300) == PhotoMetadata()
     broken = photo_metadata(_photo(tmp_path / "b.jpg", xmp=b"<x:xmpmeta><rdf:RDF><unclosed></x:xmpmeta>"), 400, 300)
     assert broken == PhotoMetadata()
+    # a hostile packet (entities expanding to 10^10 characters) is refused, not expanded
+    ents = '<!ENTITY a0 "xxxxxxxxxx">' + "".join(f'<!ENTITY a{i} "{("&a%d;" % (i - 1)) * 10}">' for i in range(1, 10))
+    bomb = (f'<?xml version="1.0"?><!DOCTYPE x:xmpmeta [{ents}]><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            f'<drone-dji:GimbalYawDegree xmlns:drone-dji="{DJI}">&a9;</drone-dji:GimbalYawDegree></x:xmpmeta>')
+    assert photo_metadata(_photo(tmp_path / "e.jpg", xmp=bomb.encode()), 400, 300) == PhotoMetadata()
     crop = photo_metadata(_photo(tmp_path / "c.jpg", size=(1000, 1000), xmp=_xmp({"CalibratedFocalLength": "3666"}),
                                  full=(5472, 3648)), 1000, 1000)
     assert crop.camera is None

@@ -62,7 +62,7 @@ class PhotoMetadata:
     """The camera and pose a photo's tags state (None where a value is absent or unusable).
 
     Attributes:
-        camera: intrinsics at the file's pixel size (no distortion: the tags give none).
+        camera: intrinsics at the file's pixel size, with the lens distortion where DewarpData states it.
         heading_deg: true compass heading of the image-up direction, degrees in [0, 360).
         attitude: (roll_deg, pitch_deg) of the camera, pitch = tilt from nadir (see CameraPose).
         height_m: camera height above the take-off point, metres (> 0).
