@@ -182,6 +182,34 @@ def test_warped_templates_match_rendered_ones(town):
         assert corr > 0.8, corr
 
 
+@pytest.mark.parametrize("dh, scale", [(2.5, 1.0), (0.0, 1.05), (-1.25, 0.97)])
+def test_a_turned_template_is_the_rendered_one_of_that_heading_and_scale(town, dh, scale):
+    """turn_template's similarity about the nadir is the geometry of a heading / altitude change
+    (pitched and rolled camera): turned from a hypothesis off by (dh, scale), the base correlates
+    like the template rendered at the truth, and better than the base or a turn the other way."""
+    from foenet_ros.features import CfogExtractor
+    from foenet_ros.localize.overlap import near_peak, turn_template
+
+    intr = CameraIntrinsics.from_hfov(70.0, 640, 480)
+    xmin, ymin, xmax, ymax = town.bounds_xy
+    pose = CameraPose((xmin + xmax) / 2, (ymin + ymax) / 2, 100.0, 40.0, 10.0, -2.0)
+    img, _ = render_view(town, intr, pose)
+    fine = _grid(town, 1.0)
+    truth = np.array([pose.x, pose.y])
+    ex = [CfogExtractor()]
+    base = make_templates(img, intr, [Hypothesis(40.0 - dh, 100.0 / scale, -2.0, 10.0)], 1.0, ex, 800)[0]
+    rendered = make_templates(img, intr, [Hypothesis(40.0, 100.0, -2.0, 10.0)], 1.0, ex, 800)[0]
+    turned = turn_template(base, dh, scale, 1.0)
+    assert turned.hyp.heading_grid_deg == pytest.approx(40.0) and turned.hyp.alt_m == pytest.approx(100.0)
+    wrong = turn_template(base, -dh, 1.0 / scale, 1.0)
+    score = {k: near_peak(t, fine, truth, search_cells=2) for k, t in
+             (("turned", turned), ("rendered", rendered), ("base", base), ("wrong", wrong))}
+    xy = score["turned"][1]
+    assert xy is not None and np.hypot(*(xy - truth)) < 0.5, xy - truth
+    assert score["turned"][0] > 0.9 * score["rendered"][0], score
+    assert score["turned"][0] > max(score["base"][0], score["wrong"][0]), score
+
+
 def test_fine_store_windows_and_keypoints(town, tmp_path):
     from foenet_ros.features import CfogExtractor
     from foenet_ros.index.fine import FineConfig, FineStore, build_fine

@@ -84,10 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fine-methods", nargs="+", choices=("cfog", "foenet"), default=["cfog"],
                    help="dense features stored (foenet: the learned overlap head, needs a --model with one)")
     f.add_argument("--fine-polish", action="store_true",
-                   help="store one more dense level at half the finest cell (4x that level's storage); the "
-                        "Localizer's polish step places fixes on it: for maps whose pixels are coarse next to the "
-                        "footprint where keypoints do not match (another year or sensor; NAIP at 1500 m: 88 -> 92.5 "
-                        "%% within 10 m, +30-40 ms a frame)")
+                   help="store one more dense level at half the finest cell (4x that level's storage) for the "
+                        "Localizer's polish step, which places fixes on it when its line search is off "
+                        "(localizer.fine_line_search: false; the search, on by default, places them better without it)")
     f.add_argument("--no-keypoints", action="store_true", help="store no map keypoints (no keypoint refinement)")
     f.add_argument("--kp-gsd-m", type=float, default=None,
                    help="GSD of the finest map keypoint level, m/px (default: the frames' GSD at the smallest tile, "

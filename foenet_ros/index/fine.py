@@ -58,8 +58,9 @@ class FineConfig:
         kp_per_block: keypoints kept per 64 x 64 pixel block (strongest), bounding the density.
         kp_flavours: descriptor flavours stored ("upright", "oriented").
         polish: store one more dense level at half the finest cell (at least the map GSD; 4x that level's
-            storage), used only by the Localizer's polish step: fixes placed to a third of that cell
-            where keypoints do not match (a map of another year or sensor, coarse next to the footprint).
+            storage), used only by the Localizer's polish step, which runs when its line search is off
+            (``LocalizerConfig.fine_line_search``): fixes placed to a third of that cell where keypoints
+            do not match (a map of another year or sensor, coarse next to the footprint).
     """
 
     methods: tuple[str, ...] = ("cfog",)

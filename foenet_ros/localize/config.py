@@ -58,6 +58,10 @@ class LocalizerConfig:
             for the heatmap's statistics and rival peak; the peak itself stays in the box.
         fine_min_overlap: placements covering less of the frame's projection are not considered.
         fine_beta: heatmap sharpness (p ~ exp(beta * z)) for the covariance of the coarse peak.
+        fine_line_search: refine the fine pass's heading, then scale, between the bins and place the fix there.
+            A line search: the template turned and zoomed on the ground in half-bin steps, a parabola
+            through the best step's correlation and its neighbours'. The polish level is then not
+            used. Off: the fine pass's bins (and the polish level) place the fix.
         fine_bootstrap: refits over resampled patches for the fine covariance.
         fine_score_weights: logistic weights (bias, z_peak, margin, log(1+patches), patch share, fine z) of the
             probability that a dense fix found the right place (fitted by bench/calibrate_fine.py on training places).
@@ -176,6 +180,7 @@ class LocalizerConfig:
     fine_stats_cells: int = 32
     fine_min_overlap: float = 0.5
     fine_beta: float = 1.0
+    fine_line_search: bool = True
     fine_bootstrap: int = 24
     # fitted by `bench/calibrate_fine.py --samples 120` on NAIP 2010/2016, 2014/2017, 2016/2012-NIR and the
     # OAM Zanzibar / Nairobi / Kampala blocks (720 samples, 495 positive, 115 frames that show no ground; at

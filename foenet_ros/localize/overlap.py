@@ -221,7 +221,7 @@ def make_templates(frame: np.ndarray, cam: CameraIntrinsics, hyps: list[Hypothes
             base = make_templates(frame, cam, [mid], cell_m, extractors, max_cells, keep_image, cache, warp_near=False)
             if not base:
                 return []
-            return [base[0] if h == mid else _warp_template(base[0], cam, h, cell_m, max_cells) for h in hyps
+            return [base[0] if h == mid else warp_template(base[0], cam, h, cell_m, max_cells) for h in hyps
                     if h == mid or _fits(cam, h, cell_m, max_cells)]
     out = []
     for hyp in hyps:
@@ -247,26 +247,69 @@ def _fits(cam: CameraIntrinsics, hyp: Hypothesis, cell_m: float, max_cells: int)
         return False
 
 
-def _warp_template(base: Template, cam: CameraIntrinsics, hyp: Hypothesis, cell_m: float, max_cells: int) -> Template:
-    """``base``'s features resampled onto the ground grid of another heading/scale hypothesis."""
-    import torch.nn.functional as Fn
+def warp_template(base: Template, cam: CameraIntrinsics, hyp: Hypothesis, cell_m: float, max_cells: int) -> Template:
+    """``base``'s features resampled onto the ground grid of another heading/scale hypothesis.
 
+    Raises:
+        CameraError: that hypothesis' footprint does not fit (see :func:`template_grid`)."""
     G0, (w0, h0), _ = template_grid(cam, base.hyp, cell_m, max_cells)
     Gk, (wk, hk), anchor = template_grid(cam, hyp, cell_m, max_cells)
     # cell of template k -> ground (hyp k) -> frame pixel -> ground (base hyp) -> cell of the base template
     M = np.linalg.inv(G0) @ np.linalg.inv(ground_to_image_homography(cam, base.hyp.pose())) \
         @ ground_to_image_homography(cam, hyp.pose()) @ Gk
-    cols, rows = np.meshgrid(np.arange(wk, dtype=np.float64), np.arange(hk, dtype=np.float64))
-    p = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)])
-    q = M @ p
-    u, v = q[0] / q[2], q[1] / q[2]
-    C = base.feats.shape[0]
-    _, hb, wb = base.feats.shape
-    grid = np.stack([2.0 * (u + 0.5) / wb - 1.0, 2.0 * (v + 0.5) / hb - 1.0], axis=-1).reshape(1, hk, wk, 2)
+    return _resample(base, M, (wk, hk), anchor, hyp)
+
+
+def turn_template(base: Template, dh_deg: float, scale: float, cell_m: float) -> Template:
+    """``base`` turned by ``dh_deg`` (compass sense) and zoomed by ``scale`` about the nadir: the
+    template of the hypothesis with that much more heading and ``scale`` times the altitude.
+
+    Changing the heading turns the whole camera about the vertical through it, and changing the
+    height scales every ray's ground point from the nadir, so the ground footprint moves by exactly
+    that similarity, whatever the attitude (``p_k = scale * R(-dh) p_0``). No camera geometry is
+    evaluated: cheaper than :func:`warp_template` for a line search's small steps. The grid is the
+    turned base grid's bounding box (its extra corners are invalid cells)."""
+    _, h0, w0 = base.feats.shape
+    ax, ay = base.anchor_xy
+    G0 = np.array([[cell_m, 0.0, ax], [0.0, -cell_m, ay], [0.0, 0.0, 1.0]])
+    th = math.radians(-dh_deg)
+    A = scale * np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    xs = np.array([ax - 0.5 * cell_m, ax + (w0 - 0.5) * cell_m])
+    ys = np.array([ay - (h0 - 0.5) * cell_m, ay + 0.5 * cell_m])
+    corners = np.array([[x, y] for x in xs for y in ys]) @ A.T
+    (xmin, ymin), (xmax, ymax) = corners.min(axis=0), corners.max(axis=0)
+    wk, hk = int(math.ceil((xmax - xmin) / cell_m - 1e-6)), int(math.ceil((ymax - ymin) / cell_m - 1e-6))
+    anchor = np.array([xmin + 0.5 * cell_m, ymax - 0.5 * cell_m])
+    Gk = np.array([[cell_m, 0.0, anchor[0]], [0.0, -cell_m, anchor[1]], [0.0, 0.0, 1.0]])
+    Ainv = np.eye(3)
+    Ainv[:2, :2] = np.linalg.inv(A)
+    h = base.hyp
+    hyp = Hypothesis((h.heading_grid_deg + dh_deg) % 360.0, h.alt_m * scale, h.roll_deg, h.pitch_deg)
+    return _resample(base, np.linalg.inv(G0) @ Ainv @ Gk, (wk, hk), anchor, hyp)
+
+
+def _resample(base: Template, M: np.ndarray, size: tuple[int, int], anchor: np.ndarray, hyp: Hypothesis) -> Template:
+    """A template of ``size`` (w, h) cells whose cell (col, row) takes ``base``'s features at
+    ``M @ (col, row, 1)`` (bilinear; valid where every contributing base cell is)."""
+    import torch.nn.functional as Fn
+
+    wk, hk = size
+    C, hb, wb = base.feats.shape
+    if np.allclose(M[2], (0.0, 0.0, 1.0)):  # affine: torch builds the sampling grid
+        # cell centres <-> grid_sample's normalised coordinates (align_corners=False): x_n = (2 x + 1) / w - 1
+        N_in = np.array([[2.0 / wb, 0.0, 1.0 / wb - 1.0], [0.0, 2.0 / hb, 1.0 / hb - 1.0], [0.0, 0.0, 1.0]])
+        N_out = np.array([[2.0 / wk, 0.0, 1.0 / wk - 1.0], [0.0, 2.0 / hk, 1.0 / hk - 1.0], [0.0, 0.0, 1.0]])
+        theta = (N_in @ M @ np.linalg.inv(N_out))[:2]
+        grid = Fn.affine_grid(torch.from_numpy(theta[None].astype(np.float32)), [1, C + 1, hk, wk], align_corners=False)
+    else:
+        cols, rows = np.meshgrid(np.arange(wk, dtype=np.float64), np.arange(hk, dtype=np.float64))
+        q = M @ np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)])
+        u, v = q[0] / q[2], q[1] / q[2]
+        grid = np.stack([2.0 * (u + 0.5) / wb - 1.0, 2.0 * (v + 0.5) / hb - 1.0], axis=-1).reshape(1, hk, wk, 2)
+        grid = torch.from_numpy(grid.astype(np.float32))
     with torch.inference_mode():
         src = torch.from_numpy(np.concatenate([base.feats, base.valid[None].astype(np.float32)])[None])
-        out = Fn.grid_sample(src, torch.from_numpy(grid.astype(np.float32)), mode="bilinear", padding_mode="zeros",
-                             align_corners=False)[0].numpy()
+        out = Fn.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].numpy()
     valid = out[C] > 0.999  # every contributing base cell valid
     return Template(out[:C] * valid[None], valid, anchor, hyp, None)
 
@@ -311,7 +354,7 @@ def _stack_templates(templates: list[Template], weights=None) -> tuple[np.ndarra
 
 
 def xcorr(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: np.ndarray,
-          device: torch.device | str = "cpu", mode: str = "full") -> tuple[np.ndarray, np.ndarray]:
+          device: torch.device | str = "cpu", mode: str = "full", spectra: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Masked cross-correlation by FFT.
 
     Args:
@@ -322,6 +365,8 @@ def xcorr(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: 
             "valid" -- only the placements fully inside it (H >= h, W >= w), by circular correlation
             at the window's own size: no placement of those wraps around, and the transforms are
             2-4x smaller (the window is usually built to hold every placement of interest).
+        spectra: a dict kept by the caller for one window ``F``: its transforms are computed once
+            and reused by the next call with the same window and transform size (e.g. a line search).
 
     Returns:
         ``(scores, overlap)``, ``num / sqrt(cnt * n_valid)`` and ``cnt / n_valid``, each
@@ -350,8 +395,14 @@ def xcorr(T: np.ndarray, M: np.ndarray, n_valid: np.ndarray, F: np.ndarray, FV: 
             Tt = torch.from_numpy(np.ascontiguousarray(T)).to(dev)
             Mt = torch.from_numpy(np.ascontiguousarray(M)).to(dev)
             spec = lambda x: torch.fft.rfft2(x, s=(fh, fw)).conj()  # noqa: E731
-        Fw = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev), s=(fh, fw))
-        Mw = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev), s=(fh, fw))
+        key = (mode, fh, fw)
+        if spectra is not None and key in spectra:
+            Fw, Mw = spectra[key]
+        else:
+            Fw = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(F, np.float32)).to(dev), s=(fh, fw))
+            Mw = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(FV, np.float32)).to(dev), s=(fh, fw))
+            if spectra is not None:
+                spectra[key] = (Fw, Mw)
         num = torch.fft.irfft2((spec(Tt) * Fw).sum(dim=1), s=(fh, fw))[:, :U, :V]
         cnt = torch.fft.irfft2(spec(Mt) * Mw, s=(fh, fw))[:, :U, :V].clamp(min=0.0)
         nv = torch.from_numpy(n_valid).to(dev)[:, None, None]
@@ -512,8 +563,8 @@ def decode(scores: np.ndarray, overlap: np.ndarray, window: MapWindow, templates
     r, u, v = np.unravel_index(int(np.argmax(zpk)), z.shape)
     zp = float(z[r, u, v])
     # sub-cell peak: a separable quadratic through the 3x3 neighbourhood
-    du = _parabola(z[r, u - 1, v] if u > 0 else -np.inf, zp, z[r, u + 1, v] if u + 1 < z.shape[1] else -np.inf)
-    dv = _parabola(z[r, u, v - 1] if v > 0 else -np.inf, zp, z[r, u, v + 1] if v + 1 < z.shape[2] else -np.inf)
+    du = parabola_vertex(z[r, u - 1, v] if u > 0 else -np.inf, zp, z[r, u + 1, v] if u + 1 < z.shape[1] else -np.inf)
+    dv = parabola_vertex(z[r, u, v - 1] if v > 0 else -np.inf, zp, z[r, u, v + 1] if v + 1 < z.shape[2] else -np.inf)
     px = x[r, v] + dv * c
     py = y[r, u] - du * c
     # covariance from the heatmap's mode: p ~ exp(beta (z - z_peak)) within the mode radius
@@ -547,14 +598,66 @@ def decode(scores: np.ndarray, overlap: np.ndarray, window: MapWindow, templates
                          {"score_median": med, "score_scale": scale, "raw_peak": float(scores[r, u, v])}, t)
 
 
-def _parabola(a: float, b: float, c: float) -> float:
-    """Offset (-0.5..0.5) of the vertex of the parabola through (-1, a), (0, b), (1, c)."""
+def parabola_vertex(a: float, b: float, c: float) -> float:
+    """Offset (-0.5..0.5) of the vertex of the parabola through (-1, a), (0, b), (1, c); 0 where a
+    side is missing or the middle is not a maximum."""
     if not (np.isfinite(a) and np.isfinite(c)):
         return 0.0
     den = a - 2.0 * b + c
     if den >= -1e-9:
         return 0.0
     return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+
+def near_peak(template: Template, window: MapWindow, xy0: np.ndarray, *, search_cells: int = 2,
+              weights: np.ndarray | None = None, min_overlap: float = 0.5,
+              device: torch.device | str = "cpu", spectra: dict | None = None) -> tuple[float, np.ndarray | None]:
+    """How well ``template`` correlates near ``xy0``, comparable between templates of one frame.
+
+    The best of the ``(2 S + 1)^2`` placements within ``search_cells`` of ``xy0`` (as
+    :func:`polish_peak`), its score divided by the template's own RMS: a correlation coefficient
+    up to the map's local contrast, which is the same for every template placed there. Used to
+    compare hypotheses that differ by a fraction of a bin (a line search), where z-scores over a
+    whole window would cost an FFT each.
+
+    ``spectra``: correlate with the whole window, its transforms kept in this dict for the next
+    template placed in the same window (see :func:`xcorr`); otherwise with just the slice the
+    search square needs.
+
+    Returns:
+        ``(score, xy)``: the score (-inf when no placement is allowed) and the sub-cell nadir of the
+        best placement (None on the border of the search square or where it cannot say).
+    """
+    c = window.cell_m
+    S = int(search_cells)
+    T, M, n_valid = _stack_templates([template], weights)
+    _, _, h, w = T.shape
+    H, W = window.shape
+    x0, y0 = window.origin_xy
+    a = int(round((y0 - (xy0[1] + template.anchor_xy[1])) / c)) - S
+    b = int(round((xy0[0] + template.anchor_xy[0] - x0) / c)) - S
+    if S < 1 or a < 0 or b < 0 or a + h + 2 * S > H or b + w + 2 * S > W:
+        return -math.inf, None
+    # by FFT at the small window's size: 2x faster than the placements one by one for a frame-sized
+    # template (NAIP, 9 x 292 x 402 cells, 25 placements: 13 vs 26 ms), and at every size measured
+    if spectra is not None:
+        scores, overlap = xcorr(T, M, n_valid, window.feats[None], window.valid[None], device, mode="valid",
+                                spectra=spectra)
+        scores, overlap = scores[:, a : a + 2 * S + 1, b : b + 2 * S + 1], overlap[:, a : a + 2 * S + 1, b : b + 2 * S + 1]
+    else:
+        F = window.feats[:, a : a + h + 2 * S, b : b + w + 2 * S]
+        V = window.valid[a : a + h + 2 * S, b : b + w + 2 * S]
+        scores, overlap = xcorr(T, M, n_valid, F[None], V[None], device, mode="valid")
+    sc = np.where(overlap[0] >= min_overlap, scores[0], -np.inf)
+    u, v = np.unravel_index(int(np.argmax(sc)), sc.shape)
+    rms = math.sqrt(float((T[0] ** 2).sum()) / max(float(n_valid[0]), 1.0))
+    best = float(sc[u, v]) / max(rms, 1e-12)
+    if not np.isfinite(sc[u, v]) or u in (0, 2 * S) or v in (0, 2 * S):
+        return best, None
+    du = parabola_vertex(sc[u - 1, v], sc[u, v], sc[u + 1, v])
+    dv = parabola_vertex(sc[u, v - 1], sc[u, v], sc[u, v + 1])
+    # placement (u, v): template cell (0, 0) on window cell (a + u, b + v)
+    return best, np.array([x0 + (b + v + dv) * c - template.anchor_xy[0], y0 - (a + u + du) * c - template.anchor_xy[1]])
 
 
 def polish_peak(template: Template, window: MapWindow, xy0: np.ndarray, *, search_cells: int = 2,
@@ -576,30 +679,8 @@ def polish_peak(template: Template, window: MapWindow, xy0: np.ndarray, *, searc
     Returns:
         [2] the refined nadir (map metres), or None.
     """
-    c = window.cell_m
-    S = int(search_cells)
-    T, M, n_valid = _stack_templates([template], weights)
-    _, _, h, w = T.shape
-    H, W = window.shape
-    x0, y0 = window.origin_xy
-    # window cell under template cell (0, 0) for the prediction, minus the search margin
-    a = int(round((y0 - (xy0[1] + template.anchor_xy[1])) / c)) - S
-    b = int(round((xy0[0] + template.anchor_xy[0] - x0) / c)) - S
-    if S < 1 or a < 0 or b < 0 or a + h + 2 * S > H or b + w + 2 * S > W:
-        return None
-    F = window.feats[:, a : a + h + 2 * S, b : b + w + 2 * S]
-    V = window.valid[a : a + h + 2 * S, b : b + w + 2 * S]
-    # by FFT at the small window's size: 2x faster than the placements one by one for a frame-sized
-    # template (NAIP, 9 x 292 x 402 cells, 25 placements: 13 vs 26 ms), and at every size measured
-    scores, overlap = xcorr(T, M, n_valid, F[None], V[None], device, mode="valid")
-    sc = np.where(overlap[0] >= min_overlap, scores[0], -np.inf)
-    u, v = np.unravel_index(int(np.argmax(sc)), sc.shape)
-    if not np.isfinite(sc[u, v]) or u in (0, 2 * S) or v in (0, 2 * S):
-        return None
-    du = _parabola(sc[u - 1, v], sc[u, v], sc[u + 1, v])
-    dv = _parabola(sc[u, v - 1], sc[u, v], sc[u, v + 1])
-    # placement (u, v): template cell (0, 0) on window cell (a + u, b + v)
-    return np.array([x0 + (b + v + dv) * c - template.anchor_xy[0], y0 - (a + u + du) * c - template.anchor_xy[1]])
+    return near_peak(template, window, xy0, search_cells=search_cells, weights=weights, min_overlap=min_overlap,
+                     device=device)[1]
 
 
 # --------------------------------------------------------------------------------------------- patches
@@ -697,8 +778,8 @@ def patch_correspondences(template: Template, window: MapWindow, xy0: np.ndarray
         zp = float(zr[a, b])
         if zp < min_z or a in (0, zr.shape[0] - 1) or b in (0, zr.shape[1] - 1):
             continue  # weak, or the true place is outside the search area
-        du = a + _parabola(zr[a - 1, b], zp, zr[a + 1, b])
-        dv = b + _parabola(zr[a, b - 1], zp, zr[a, b + 1])
+        du = a + parabola_vertex(zr[a - 1, b], zp, zr[a + 1, b])
+        dv = b + parabola_vertex(zr[a, b - 1], zp, zr[a, b + 1])
         centre_src, nb_origin = centres[k]
         # patch cell (0, 0) sits on neighbourhood cell (du, dv): shift the patch centre accordingly
         cell00 = nb_origin + np.array([dv * c, -du * c])
