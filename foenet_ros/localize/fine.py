@@ -279,8 +279,9 @@ class FineStage:
 
     def refine(self, frame, cam, coarse: OverlapResult, sensors: Sensors, allow_homography: bool = True,
                cache: dict | None = None, rival_z: float | None = None) -> FineFix | None:
-        """Refine a coarse placement at ~2x finer cells: the whole frame again with heading and scale
-        bins half as wide (position, heading, altitude), then patches of it (independent evidence, and
+        """Refine a coarse placement at ~2x finer cells: the whole frame again with heading bins half as
+        wide, then (``fine_line_search``) a line search in heading and scale between the bins that
+        places the fix (position, heading, altitude), then patches of it (independent evidence, and
         a homography -- the tilt -- when the attitude is unknown). None when the fine search fails.
 
         ``rival_z``: the best rival place's coarse z (default: the window's second peak). With
